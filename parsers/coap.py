@@ -1,0 +1,272 @@
+"""CoAP message reader (RFC 7252, with RFC 7641 Observe and RFC 7959 Block options).
+
+`parse(data)` returns a `Message` or raises `Truncated`/`Malformed`; nothing else. Unknown
+options are kept as numbers with their raw value. Reserved token lengths (9-15) and the
+reserved option nibble 15 outside the payload marker are `Malformed`, unlike lenient stacks.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .errors import Malformed, Truncated
+
+# Message types (RFC 7252 §3).
+CON, NON, ACK, RST = 0, 1, 2, 3
+TYPE_NAMES = ("CON", "NON", "ACK", "RST")
+
+# Option numbers (IANA CoAP Option Numbers registry).
+IF_MATCH = 1
+URI_HOST = 3
+ETAG = 4
+IF_NONE_MATCH = 5
+OBSERVE = 6
+URI_PORT = 7
+LOCATION_PATH = 8
+OSCORE = 9
+URI_PATH = 11
+CONTENT_FORMAT = 12
+MAX_AGE = 14
+URI_QUERY = 15
+ACCEPT = 17
+LOCATION_QUERY = 20
+BLOCK2 = 23
+BLOCK1 = 27
+SIZE2 = 28
+PROXY_URI = 35
+PROXY_SCHEME = 39
+SIZE1 = 60
+NO_RESPONSE = 258
+
+OPTION_NAMES = {
+    IF_MATCH: "If-Match", URI_HOST: "Uri-Host", ETAG: "ETag", IF_NONE_MATCH: "If-None-Match",
+    OBSERVE: "Observe", URI_PORT: "Uri-Port", LOCATION_PATH: "Location-Path", OSCORE: "OSCORE",
+    URI_PATH: "Uri-Path", CONTENT_FORMAT: "Content-Format", MAX_AGE: "Max-Age",
+    URI_QUERY: "Uri-Query", ACCEPT: "Accept", LOCATION_QUERY: "Location-Query",
+    BLOCK2: "Block2", BLOCK1: "Block1", SIZE2: "Size2", PROXY_URI: "Proxy-Uri",
+    PROXY_SCHEME: "Proxy-Scheme", SIZE1: "Size1", NO_RESPONSE: "No-Response",
+}
+
+# Request method codes (class 0).
+GET, POST, PUT, DELETE, FETCH, PATCH, IPATCH = 1, 2, 3, 4, 5, 6, 7
+
+_HEADER = struct.Struct("!BBH")  # ver|type|tkl, code, message id
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A Block1/Block2 option value (RFC 7959 §2.2)."""
+
+    num: int
+    more: bool
+    szx: int
+
+    @property
+    def size(self) -> int:
+        return 1 << (self.szx + 4)
+
+    @property
+    def offset(self) -> int:
+        return self.num * self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One CoAP message as on the wire. `options` keeps wire order as (number, value) pairs."""
+
+    type: int
+    code: int
+    mid: int
+    token: bytes
+    options: tuple[tuple[int, bytes], ...]
+    payload: bytes
+
+    # --- codes -------------------------------------------------------------------------
+    @property
+    def code_class(self) -> int:
+        return self.code >> 5
+
+    @property
+    def code_text(self) -> str:
+        """The code as `c.dd`, e.g. `2.05`, `0.01`."""
+        return f"{self.code >> 5}.{self.code & 0x1F:02d}"
+
+    @property
+    def is_request(self) -> bool:
+        return self.code_class == 0 and self.code != 0
+
+    @property
+    def is_response(self) -> bool:
+        return self.code_class >= 2
+
+    @property
+    def is_empty(self) -> bool:
+        return self.code == 0
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES[self.type]
+
+    # --- options -----------------------------------------------------------------------
+    def option_values(self, number: int) -> list[bytes]:
+        return [v for n, v in self.options if n == number]
+
+    def option(self, number: int) -> bytes | None:
+        for n, v in self.options:
+            if n == number:
+                return v
+        return None
+
+    def has_option(self, number: int) -> bool:
+        return any(n == number for n, _ in self.options)
+
+    def uint_option(self, number: int) -> int | None:
+        value = self.option(number)
+        return None if value is None else int.from_bytes(value, "big")
+
+    @property
+    def uri_path(self) -> tuple[str, ...]:
+        return tuple(v.decode("utf-8", "replace") for v in self.option_values(URI_PATH))
+
+    @property
+    def uri_query(self) -> tuple[str, ...]:
+        return tuple(v.decode("utf-8", "replace") for v in self.option_values(URI_QUERY))
+
+    @property
+    def location_path(self) -> tuple[str, ...]:
+        return tuple(v.decode("utf-8", "replace") for v in self.option_values(LOCATION_PATH))
+
+    @property
+    def content_format(self) -> int | None:
+        return self.uint_option(CONTENT_FORMAT)
+
+    @property
+    def accept(self) -> int | None:
+        return self.uint_option(ACCEPT)
+
+    @property
+    def observe(self) -> int | None:
+        return self.uint_option(OBSERVE)
+
+    @property
+    def block1(self) -> Block | None:
+        return _block(self.option(BLOCK1))
+
+    @property
+    def block2(self) -> Block | None:
+        return _block(self.option(BLOCK2))
+
+    @property
+    def oscore(self) -> bytes | None:
+        return self.option(OSCORE)
+
+
+def _block(value: bytes | None) -> Block | None:
+    if value is None:
+        return None
+    n = int.from_bytes(value, "big")
+    return Block(num=n >> 4, more=bool(n & 0x08), szx=n & 0x07)
+
+
+def parse(data: bytes) -> Message:
+    """Parse one CoAP-over-UDP datagram; raises `Truncated` or `Malformed`."""
+    if len(data) < 4:
+        raise Truncated("CoAP header needs 4 bytes")
+    first, code, mid = _HEADER.unpack_from(data)
+    if first >> 6 != 1:
+        raise Malformed(f"CoAP version {first >> 6}")
+    tkl = first & 0x0F
+    if tkl > 8:
+        raise Malformed(f"reserved token length {tkl}")
+    mtype = (first >> 4) & 0x03
+    end = 4 + tkl
+    if len(data) < end:
+        raise Truncated("token")
+    token = data[4:end]
+    if code == 0 and (tkl or len(data) > 4):
+        raise Malformed("empty message with token or options")
+    if code >> 5 in (1, 6, 7):
+        raise Malformed(f"reserved code class {code >> 5}")
+    options, payload = parse_options(data, end)
+    return Message(mtype, code, mid, token, options, payload)
+
+
+def parse_options(data: bytes, pos: int) -> tuple[tuple[tuple[int, bytes], ...], bytes]:
+    """Read the option list from `pos` to the payload marker; return (options, payload)."""
+    options: list[tuple[int, bytes]] = []
+    number = 0
+    size = len(data)
+    while pos < size:
+        byte = data[pos]
+        if byte == 0xFF:
+            if pos + 1 == size:
+                raise Malformed("payload marker followed by no payload")
+            return tuple(options), data[pos + 1:]
+        pos += 1
+        delta, length = byte >> 4, byte & 0x0F
+        delta, pos = _extended(data, pos, delta, "option delta")
+        length, pos = _extended(data, pos, length, "option length")
+        if pos + length > size:
+            raise Truncated("option value")
+        number += delta
+        options.append((number, data[pos:pos + length]))
+        pos += length
+    return tuple(options), b""
+
+
+def _extended(data: bytes, pos: int, nibble: int, what: str) -> tuple[int, int]:
+    if nibble < 13:
+        return nibble, pos
+    if nibble == 13:
+        if pos + 1 > len(data):
+            raise Truncated(what)
+        return data[pos] + 13, pos + 1
+    if nibble == 14:
+        if pos + 2 > len(data):
+            raise Truncated(what)
+        return ((data[pos] << 8) | data[pos + 1]) + 269, pos + 2
+    raise Malformed(f"reserved {what} nibble 15")
+
+
+def looks_like_coap(data: bytes) -> bool:
+    """Cheap content test used to find CoAP on any port before a full parse."""
+    if len(data) < 4:
+        return False
+    first, code = data[0], data[1]
+    return first >> 6 == 1 and (first & 0x0F) <= 8 and (code >> 5) not in (1, 6, 7)
+
+
+def encode_option_uint(value: int) -> bytes:
+    """Minimal-length big-endian unsigned integer, as CoAP uint options are carried."""
+    return value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
+
+
+def serialize(msg: Message) -> bytes:
+    """Encode a message (used to rebuild the inner message of OSCORE and in tests)."""
+    out = bytearray(_HEADER.pack(0x40 | (msg.type << 4) | len(msg.token), msg.code, msg.mid))
+    out += msg.token
+    out += serialize_options(msg.options)
+    if msg.payload:
+        out += b"\xff" + msg.payload
+    return bytes(out)
+
+
+def serialize_options(options: tuple[tuple[int, bytes], ...] | list[tuple[int, bytes]]) -> bytes:
+    out = bytearray()
+    last = 0
+    for number, value in sorted(options, key=lambda o: o[0]):
+        delta, length = number - last, len(value)
+        last = number
+        d_nib, d_ext = _nibble(delta)
+        l_nib, l_ext = _nibble(length)
+        out.append((d_nib << 4) | l_nib)
+        out += d_ext + l_ext + value
+    return bytes(out)
+
+
+def _nibble(value: int) -> tuple[int, bytes]:
+    if value < 13:
+        return value, b""
+    if value < 269:
+        return 13, bytes([value - 13])
+    return 14, (value - 269).to_bytes(2, "big")

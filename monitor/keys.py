@@ -83,7 +83,7 @@ class KeyStore:
 _TOP = {"psk", "keylog", "oscore", "identities"}
 _PSK = {"identity", "identity_hex", "key", "key_text", "key_base64"}
 _OSCORE = {"master_secret", "master_salt", "id_context", "client_id", "server_id", "aead", "hkdf"}
-_AEADS = {10, 11, 12, 13, 1, 2, 3, 24}   # COSE algorithm numbers we can run
+_AEADS = {10, 11, 12, 13, 30, 31, 32, 33, 1, 2, 3, 24}   # COSE algorithm numbers we can run
 
 
 def load(path: str) -> KeyStore:

@@ -1,0 +1,164 @@
+"""The file source: capture files (pcap, pcapng, gzip-compressed or not) → UDP datagrams.
+
+Several files are one stream of time: their datagrams are merged by timestamp (stable for
+equal timestamps: earlier files first, file order kept). A damaged file is read up to the
+damage, one line saying where goes to `stats.errors`, and the other files carry on. A file
+that cannot be opened at all raises `CaptureError` before anything is read.
+"""
+from __future__ import annotations
+
+import gzip
+import heapq
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterator
+
+from parsers.errors import ParseError
+from parsers.netlayers import Fragment, Udp, decode, transport
+from parsers.pcapfile import Packet, Reader, Secrets
+
+from .datagram import Datagram
+from .ip_reassembly import Reassembler
+
+CHUNK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class CaptureError(Exception):
+    """A capture file cannot be read at all (missing, unreadable, not a file)."""
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    files: int = 0
+    frames: int = 0
+    bytes: int = 0                  # captured bytes of all frames
+    non_ip: int = 0
+    non_udp: int = 0
+    ip_fragments: int = 0
+    reassembled: int = 0
+    truncated_frames: int = 0       # captured length shorter than the headers need
+    malformed: dict[str, int] = field(default_factory=dict)   # reason -> count
+    fragment_overlaps: int = 0
+    fragment_evictions: int = 0
+    fragment_timeouts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+# Called with (path, secrets_type, data) for each pcapng Decryption Secrets Block.
+SecretsSink = Callable[[str, int, bytes], None]
+
+
+def read_files(paths: list[str], stats: CaptureStats,
+               on_secrets: SecretsSink | None = None) -> Iterator[Datagram]:
+    """The UDP datagrams of all `paths`, merged in time order.
+
+    Every file is opened now, so a missing one raises `CaptureError` before any output.
+    """
+    streams = [_open(p) for p in paths]
+    iters = [_datagrams(p, f, stats, on_secrets) for p, f in zip(paths, streams)]
+    if len(iters) == 1:
+        return iters[0]
+    return heapq.merge(*iters, key=_ts)
+
+
+def _ts(d: Datagram) -> int:
+    return d.ts_ns
+
+
+def _open(path: str) -> BinaryIO:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from None
+    try:
+        if f.read(2) == _GZIP_MAGIC:       # by content, not by name
+            f.seek(0)
+            return gzip.GzipFile(fileobj=f, mode="rb")
+        f.seek(0)
+    except OSError as e:
+        f.close()
+        raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from None
+    return f
+
+
+def _datagrams(path: str, f: BinaryIO, stats: CaptureStats,
+               on_secrets: SecretsSink | None) -> Iterator[Datagram]:
+    stats.files += 1
+    reader = Reader()
+    reasm = Reassembler()
+    frame = 0
+    malformed = stats.malformed
+    try:
+        while True:
+            try:
+                chunk = f.read(CHUNK)
+                records = reader.feed(chunk) if chunk else (reader.close() or [])
+            except ParseError as e:
+                stats.errors.append(_damage(path, str(e), frame))
+                return
+            except (OSError, EOFError, zlib.error) as e:   # gzip damage or I/O failure
+                stats.errors.append(
+                    f"{path}: cannot read past byte {reader.offset} (frame {frame + 1}): "
+                    f"{e}; {frame} frames read before")
+                return
+            for rec in records:
+                if rec.__class__ is not Packet:
+                    if rec.__class__ is Secrets and on_secrets is not None:
+                        on_secrets(path, rec.secrets_type, rec.data)
+                    continue
+                frame += 1
+                stats.frames += 1
+                stats.bytes += len(rec.data)
+                r = decode(rec.linktype, rec.data, rec.origlen)
+                if r.__class__ is Udp:
+                    yield Datagram(rec.ts_ns, r.src_ip, r.src_port, r.dst_ip, r.dst_port,
+                                   r.payload, frame, path)
+                    continue
+                if r.__class__ is Fragment:
+                    d = _fragment(r, rec.ts_ns, frame, path, reasm, stats)
+                    if d is not None:
+                        yield d
+                    continue
+                kind = r.kind
+                if kind == "non_udp":
+                    stats.non_udp += 1
+                elif kind == "non_ip":
+                    stats.non_ip += 1
+                elif kind == "truncated":
+                    stats.truncated_frames += 1
+                else:
+                    malformed[r.reason] = malformed.get(r.reason, 0) + 1
+            if not chunk:
+                return
+    finally:
+        f.close()
+        rs = reasm.stats
+        stats.fragment_overlaps += rs.overlaps
+        stats.fragment_evictions += rs.evictions
+        stats.fragment_timeouts += rs.timeouts
+
+
+def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassembler,
+              stats: CaptureStats) -> Datagram | None:
+    stats.ip_fragments += 1
+    done = reasm.add(frag, ts_ns)
+    if done is None:
+        return None
+    stats.reassembled += 1
+    first, payload = done
+    r = transport(first, payload)
+    if r.__class__ is Udp:
+        return Datagram(ts_ns, r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.payload, frame, path)
+    if r.kind == "non_udp":
+        stats.non_udp += 1
+    else:
+        stats.malformed[r.reason] = stats.malformed.get(r.reason, 0) + 1
+    return None
+
+
+def _damage(path: str, message: str, frames: int) -> str:
+    """One line: which file, what and where, and how much was read before."""
+    return (f"{os.fspath(path)}: {message} (frame {frames + 1}); "
+            f"{frames} frames read before")

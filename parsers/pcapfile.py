@@ -1,0 +1,313 @@
+"""Incremental reader of capture files: classic pcap and pcapng.
+
+Contract: `Reader.feed(chunk)` returns the records completed by that chunk (a list, maybe
+empty: "incomplete" is a normal state); it raises `Malformed` when the bytes cannot be a
+capture file, and `Truncated` from `close()` when the input ended inside the header or a
+record. Error messages name the byte offset of the damage. Nothing else is raised.
+
+Supported: pcap in both byte orders with microsecond (a1b2c3d4) and nanosecond (a1b23c4d)
+magic; pcapng sections of either byte order, several interfaces each with its own link type,
+`if_tsresol` (decimal and power-of-2) and `if_tsoffset`, Enhanced, Simple and obsolete Packet
+Blocks, and Decryption Secrets Blocks (exposed as `Secrets`). Other blocks (NRB, ISB, custom,
+unknown) are skipped.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple, Union
+
+from .errors import Malformed, Truncated
+
+# Link types used by the rest of the code (tcpdump.org LINKTYPE_* registry).
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_12 = 12     # BSD's DLT_RAW number, as some OpenBSD files carry it
+LINKTYPE_RAW_14 = 14     # another historical DLT_RAW number
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+SECRETS_TLS_KEYLOG = 0x544C534B  # "TLSK": NSS key log text (pcapng DSB secrets type)
+
+# A single record above this size is corrupt, not big: no link type needs more than this.
+MAX_RECORD = 16 * 1024 * 1024
+
+_PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),      # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),         # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+_BT_IDB, _BT_OPB, _BT_SPB, _BT_EPB, _BT_DSB = 1, 2, 3, 6, 0x0A
+_OPT_END, _OPT_TSRESOL, _OPT_TSOFFSET, _OPT_NAME = 0, 9, 14, 2
+
+
+class Packet(NamedTuple):
+    """One captured frame. A NamedTuple, not a dataclass: built once per packet (hot path)."""
+
+    ts_ns: int          # nanoseconds since the epoch
+    linktype: int
+    origlen: int        # length on the wire; len(data) is the captured length
+    data: bytes
+    interface: int      # pcapng interface index (0 for pcap)
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """A pcapng Interface Description Block, or the single interface of a pcap file."""
+
+    index: int
+    linktype: int
+    snaplen: int
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """A pcapng Decryption Secrets Block; `data` of SECRETS_TLS_KEYLOG is NSS key log text."""
+
+    secrets_type: int
+    data: bytes = b""
+
+    def __repr__(self) -> str:  # secrets never reach a log through repr()
+        return f"Secrets(secrets_type={self.secrets_type:#x}, {len(self.data)} bytes)"
+
+
+Record = Union[Packet, Interface, Secrets]
+
+
+@dataclass(frozen=True, slots=True)
+class _Iface:
+    linktype: int
+    snaplen: int
+    mul: int            # ticks -> ns: ticks * mul // div + offset_ns
+    div: int
+    offset_ns: int
+
+
+def _ts_scale(tsresol: int) -> tuple[int, int]:
+    """(mul, div) turning if_tsresol ticks into nanoseconds, exactly (truncating like Wireshark)."""
+    exp = tsresol & 0x7F
+    if tsresol & 0x80:                     # negative power of 2
+        return 1_000_000_000, 1 << exp
+    if exp <= 9:
+        return 10 ** (9 - exp), 1
+    return 1, 10 ** (exp - 9)
+
+
+class Reader:
+    """Sans-IO capture file reader; see the module docstring for the contract."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._offset = 0            # file offset of self._buf[0]
+        self._kind = ""             # "", "pcap" or "pcapng"
+        self._rec = None            # struct of a pcap record header
+        self._tsmul = 1000
+        self._linktype = 0
+        self._e = "<"               # byte order of the current pcapng section
+        self._blk = None
+        self._ifaces: list[_Iface] = []
+        self._u32 = None
+
+    @property
+    def offset(self) -> int:
+        """File offset of the first byte not yet consumed into a record."""
+        return self._offset
+
+    def feed(self, chunk: bytes) -> list[Record]:
+        buf = self._buf + chunk if self._buf else bytes(chunk)
+        out: list[Record] = []
+        pos = 0
+        if not self._kind:
+            pos = self._start(buf, out)
+            if not self._kind:
+                self._buf = buf
+                return out
+        if self._kind == "pcap":
+            pos = self._pcap_records(buf, pos, out)
+        else:
+            pos = self._pcapng_blocks(buf, pos, out)
+        self._offset += pos
+        self._buf = buf[pos:]
+        return out
+
+    def close(self) -> None:
+        """Declare end of input: raises Truncated if it ended inside the header or a record."""
+        if not self._kind:
+            if self._buf:
+                raise Truncated(f"truncated file header at byte {self._offset}")
+            raise Truncated("empty file")
+        if self._buf:
+            what = "record" if self._kind == "pcap" else "block"
+            raise Truncated(f"truncated {what} at byte {self._offset}")
+
+    # -- file header ---------------------------------------------------------------------------
+
+    def _start(self, buf: bytes, out: list[Record]) -> int:
+        if len(buf) < 4:
+            return 0
+        magic = buf[:4]
+        if magic == _PCAPNG_SHB:
+            self._kind = "pcapng"
+            return 0
+        fmt = _PCAP_MAGIC.get(magic)
+        if fmt is None:
+            raise Malformed(f"not a pcap or pcapng file (magic {magic.hex()}) at byte 0")
+        if len(buf) < 24:
+            return 0
+        e, self._tsmul = fmt
+        major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(e + "HHiIII", buf, 4)
+        if major != 2:
+            raise Malformed(f"unsupported pcap version {major} at byte 4")
+        self._linktype = network & 0xFFFF  # upper bits carry FCS length flags
+        self._rec = struct.Struct(e + "IIII")
+        self._kind = "pcap"
+        out.append(Interface(0, self._linktype, snaplen))
+        return 24
+
+    # -- pcap ----------------------------------------------------------------------------------
+
+    def _pcap_records(self, buf: bytes, pos: int, out: list[Record]) -> int:
+        unpack = self._rec.unpack_from
+        n = len(buf)
+        mul = self._tsmul
+        lt = self._linktype
+        append = out.append
+        while pos + 16 <= n:
+            sec, frac, incl, orig = unpack(buf, pos)
+            end = pos + 16 + incl
+            if end > n:
+                if incl > MAX_RECORD:
+                    raise Malformed(
+                        f"record length {incl} exceeds limit at byte {self._offset + pos}")
+                break
+            append(Packet(sec * 1_000_000_000 + frac * mul, lt, orig, buf[pos + 16:end], 0))
+            pos = end
+        return pos
+
+    # -- pcapng --------------------------------------------------------------------------------
+
+    def _pcapng_blocks(self, buf: bytes, pos: int, out: list[Record]) -> int:
+        n = len(buf)
+        while pos + 12 <= n:
+            if buf[pos:pos + 4] == _PCAPNG_SHB:
+                if pos + 12 > n:
+                    break
+                bom = buf[pos + 8:pos + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    e = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    e = ">"
+                else:
+                    raise Malformed(f"bad section byte-order magic at byte {self._offset + pos}")
+                if e != self._e or self._blk is None:
+                    self._e = e
+                    self._blk = struct.Struct(e + "II")
+                    self._u32 = struct.Struct(e + "I")
+                    self._epb = struct.Struct(e + "IIIII")
+            btype, blen = self._blk.unpack_from(buf, pos)
+            if blen < 12 or blen & 3:
+                raise Malformed(f"bad block length {blen} at byte {self._offset + pos}")
+            end = pos + blen
+            if end > n:
+                if blen > MAX_RECORD:
+                    raise Malformed(
+                        f"block length {blen} exceeds limit at byte {self._offset + pos}")
+                break
+            if self._u32.unpack_from(buf, end - 4)[0] != blen:
+                raise Malformed(f"block trailer length mismatch at byte {self._offset + pos}")
+            if btype == _BT_EPB:
+                self._epb_block(buf, pos, blen, out)
+            else:
+                self._other_block(btype, buf, pos, blen, out)
+            pos = end
+        return pos
+
+    def _epb_block(self, buf: bytes, pos: int, blen: int, out: list[Record]) -> None:
+        if blen < 32:
+            raise Malformed(f"enhanced packet block too short at byte {self._offset + pos}")
+        ifid, hi, lo, cap, orig = self._epb.unpack_from(buf, pos + 8)
+        if 28 + cap + 4 > blen:
+            raise Malformed(f"packet length exceeds its block at byte {self._offset + pos}")
+        if ifid >= len(self._ifaces):
+            raise Malformed(f"packet names unknown interface {ifid} at byte {self._offset + pos}")
+        i = self._ifaces[ifid]
+        ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
+        out.append(Packet(ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
+
+    def _other_block(self, btype: int, buf: bytes, pos: int, blen: int,
+                     out: list[Record]) -> None:
+        e = self._e
+        at = self._offset + pos
+        if btype == 0x0A0D0D0A:
+            if blen < 28:
+                raise Malformed(f"section header block too short at byte {at}")
+            major = struct.unpack_from(e + "H", buf, pos + 12)[0]
+            if major != 1:
+                raise Malformed(f"unsupported pcapng version {major} at byte {at}")
+            self._ifaces = []                  # interfaces are numbered per section
+        elif btype == _BT_IDB:
+            if blen < 20:
+                raise Malformed(f"interface description block too short at byte {at}")
+            linktype, _res, snaplen = struct.unpack_from(e + "HHI", buf, pos + 8)
+            tsresol, tsoffset, name = 6, 0, ""
+            for code, value in _options(buf, pos + 16, pos + blen - 4, e, at):
+                if code == _OPT_TSRESOL and value:
+                    tsresol = value[0]
+                elif code == _OPT_TSOFFSET and len(value) >= 8:
+                    tsoffset = struct.unpack_from(e + "q", value)[0]
+                elif code == _OPT_NAME:
+                    name = value.decode("utf-8", "replace")
+            mul, div = _ts_scale(tsresol)
+            self._ifaces.append(_Iface(linktype, snaplen, mul, div, tsoffset * 1_000_000_000))
+            out.append(Interface(len(self._ifaces) - 1, linktype, snaplen, name))
+        elif btype == _BT_SPB:
+            if not self._ifaces:
+                raise Malformed(f"simple packet block before any interface at byte {at}")
+            i = self._ifaces[0]
+            orig = self._u32.unpack_from(buf, pos + 8)[0] if blen >= 16 else 0
+            cap = min(orig, blen - 16)
+            if i.snaplen:
+                cap = min(cap, i.snaplen)
+            # An SPB has no timestamp: use the section's offset, as Wireshark shows 0.
+            out.append(Packet(i.offset_ns, i.linktype, orig, buf[pos + 12:pos + 12 + cap], 0))
+        elif btype == _BT_OPB:
+            if blen < 32:
+                raise Malformed(f"packet block too short at byte {at}")
+            ifid, _drops, hi, lo, cap, orig = struct.unpack_from(e + "HHIIII", buf, pos + 8)
+            if 28 + cap + 4 > blen:
+                raise Malformed(f"packet length exceeds its block at byte {at}")
+            if ifid >= len(self._ifaces):
+                raise Malformed(f"packet names unknown interface {ifid} at byte {at}")
+            i = self._ifaces[ifid]
+            ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
+            out.append(Packet(ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
+        elif btype == _BT_DSB:
+            if blen < 20:
+                raise Malformed(f"decryption secrets block too short at byte {at}")
+            stype, slen = struct.unpack_from(e + "II", buf, pos + 8)
+            if 20 + slen > blen:
+                raise Malformed(f"secrets length exceeds its block at byte {at}")
+            out.append(Secrets(stype, buf[pos + 16:pos + 16 + slen]))
+        # NRB (4), ISB (5), custom (0xBAD, 0x40000BAD) and unknown blocks: skipped.
+
+
+def _options(buf: bytes, pos: int, end: int, e: str, at: int):
+    """Yield (code, value) of a pcapng option list; stops at opt_endofopt or the block end."""
+    hdr = struct.Struct(e + "HH")
+    while pos + 4 <= end:
+        code, length = hdr.unpack_from(buf, pos)
+        if code == _OPT_END:
+            return
+        vend = pos + 4 + length
+        if vend > end:
+            raise Malformed(f"option {code} overruns its block at byte {at}")
+        yield code, buf[pos + 4:vend]
+        pos = vend + (-length & 3)

@@ -2,7 +2,7 @@
 # Regenerate the Eclipse Leshan reference captures (pcaps/leshan-*.pcap).
 #
 # Usage: pcaps/make_leshan_captures.sh [scenario...]
-#   scenarios: bootstrap nosec psk psk-cid   (default: all)
+#   scenarios: bootstrap nosec psk psk-cid oscore   (default: all)
 #
 # Requirements: root (tcpdump on lo), Java 17, Maven 3.8. The first build needs
 # Maven Central (plugins + Leshan 2.0.0-M15 artifacts); afterwards it runs offline (-o).
@@ -47,13 +47,14 @@ capture() { # <scenario> <pcap name>
 
 build
 scenarios=("$@")
-[ ${#scenarios[@]} -eq 0 ] && scenarios=(bootstrap nosec psk psk-cid)
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(bootstrap nosec psk psk-cid oscore)
 for s in "${scenarios[@]}"; do
     case "$s" in
     bootstrap) capture bootstrap leshan-nosec-bootstrap ;;
     nosec) capture nosec leshan-nosec-operations ;;
     psk) capture psk leshan-psk-ccm8 ;;
     psk-cid) capture psk-cid leshan-psk-cid ;;
+    oscore) capture oscore leshan-oscore ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
     esac
 done

@@ -11,6 +11,8 @@ import org.eclipse.californium.scandium.config.DtlsConnectorConfig;
 import org.eclipse.leshan.client.californium.endpoint.CaliforniumClientEndpointFactory;
 import org.eclipse.leshan.client.californium.endpoint.coap.CoapClientEndpointFactory;
 import org.eclipse.leshan.client.californium.endpoint.coap.CoapClientProtocolProvider;
+import org.eclipse.leshan.client.californium.endpoint.coap.CoapOscoreClientEndpointFactory;
+import org.eclipse.leshan.client.californium.endpoint.coap.CoapOscoreProtocolProvider;
 import org.eclipse.leshan.client.californium.endpoint.coaps.CoapsClientEndpointFactory;
 import org.eclipse.leshan.client.californium.endpoint.coaps.CoapsClientProtocolProvider;
 import org.eclipse.leshan.client.servers.ServerInfo;
@@ -30,6 +32,24 @@ public final class FixedPortProviders {
         @Override
         public CaliforniumClientEndpointFactory createDefaultEndpointFactory() {
             return new CoapClientEndpointFactory() {
+                @Override
+                protected Connector createConnector(InetSocketAddress addr, Configuration config) {
+                    return new UDPConnector(new InetSocketAddress(addr.getAddress(), port), config);
+                }
+            };
+        }
+    }
+
+    public static class CoapOscore extends CoapOscoreProtocolProvider {
+        private final int port;
+
+        public CoapOscore(int port) {
+            this.port = port;
+        }
+
+        @Override
+        public CaliforniumClientEndpointFactory createDefaultEndpointFactory() {
+            return new CoapOscoreClientEndpointFactory() {
                 @Override
                 protected Connector createConnector(InetSocketAddress addr, Configuration config) {
                     return new UDPConnector(new InetSocketAddress(addr.getAddress(), port), config);

@@ -81,7 +81,10 @@ import org.eclipse.leshan.server.bootstrap.LeshanBootstrapServerBuilder;
 import org.eclipse.leshan.server.californium.bootstrap.endpoint.CaliforniumBootstrapServerEndpointsProvider;
 import org.eclipse.leshan.server.californium.bootstrap.endpoint.coap.CoapBootstrapServerProtocolProvider;
 import org.eclipse.leshan.server.californium.endpoint.CaliforniumServerEndpointsProvider;
+import org.eclipse.leshan.server.californium.endpoint.coap.CoapOscoreServerEndpointFactory;
 import org.eclipse.leshan.server.californium.endpoint.coap.CoapServerProtocolProvider;
+import org.eclipse.leshan.client.object.Oscore;
+import org.eclipse.leshan.core.oscore.OscoreSetting;
 import org.eclipse.leshan.server.californium.endpoint.coaps.CoapsServerProtocolProvider;
 import org.eclipse.leshan.server.model.VersionedModelProvider;
 import org.eclipse.leshan.server.observation.ObservationListener;
@@ -111,6 +114,12 @@ public class Scenario {
     static final long LIFETIME = 300;
     static final String PSK_IDENTITY = "leshan-psk-01";
     static final String PSK_KEY_HEX = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    static final String OSCORE_MASTER_SECRET_HEX = "0102030405060708090a0b0c0d0e0f10";
+    static final String OSCORE_MASTER_SALT_HEX = "9e7ca92223786340";
+    static final String OSCORE_CLIENT_ID_HEX = "01"; // client Sender ID = server Recipient ID
+    static final String OSCORE_SERVER_ID_HEX = "02"; // server Sender ID = client Recipient ID
+    static final int OSCORE_AEAD = 10; // AES-CCM-16-64-128
+    static final int OSCORE_HKDF = -10; // HKDF SHA-256
 
     static LeshanServer server;
     static LeshanClient client;
@@ -137,6 +146,9 @@ public class Scenario {
                 break;
             case "psk-cid":
                 rc = runPsk(true);
+                break;
+            case "oscore":
+                rc = runOscore();
                 break;
             default:
                 System.err.println("unknown mode " + mode);
@@ -196,6 +208,10 @@ public class Scenario {
     }
 
     static LeshanServer buildServer(InMemorySecurityStore store, Consumer<Configuration> tweak) {
+        return buildServer(store, tweak, false);
+    }
+
+    static LeshanServer buildServer(InMemorySecurityStore store, Consumer<Configuration> tweak, boolean oscore) {
         CaliforniumServerEndpointsProvider.Builder eb = new CaliforniumServerEndpointsProvider.Builder(
                 new CoapServerProtocolProvider(), new CoapsServerProtocolProvider());
         Configuration c = eb.createDefaultConfiguration();
@@ -204,7 +220,11 @@ public class Scenario {
         if (tweak != null)
             tweak.accept(c);
         eb.setConfiguration(c);
-        eb.addEndpoint(new InetSocketAddress(LOOPBACK, SERVER_COAP_PORT), Protocol.COAP);
+        if (oscore)
+            eb.addEndpoint(new CoapOscoreServerEndpointFactory(
+                    java.net.URI.create("coap://" + LOOPBACK + ":" + SERVER_COAP_PORT)));
+        else
+            eb.addEndpoint(new InetSocketAddress(LOOPBACK, SERVER_COAP_PORT), Protocol.COAP);
         eb.addEndpoint(new InetSocketAddress(LOOPBACK, SERVER_COAPS_PORT), Protocol.COAPS);
 
         LeshanServerBuilder b = new LeshanServerBuilder();
@@ -516,32 +536,74 @@ public class Scenario {
             if (!await(registered, "registration", 20))
                 return 1;
             sleep(300);
-            op("read /3/0 TLV", new ReadRequest(ContentFormat.TLV, 3, 0));
-            op("read /3/0 SenML-CBOR", new ReadRequest(ContentFormat.SENML_CBOR, 3, 0));
-            op("write /3/0/14 text", new WriteRequest(ContentFormat.TEXT, 3, 0, 14, "+01:00"));
-            op("execute /3/0/4 (harmless reboot)", new ExecuteRequest("/3/0/4"));
-            notifications = new CountDownLatch(3);
-            ObserveResponse obs = op("observe /3/0/9 SenML-JSON", new ObserveRequest(ContentFormat.SENML_JSON, "/3/0/9"));
-            for (long v : new long[] { 86, 85, 84 }) {
-                sleep(400);
-                log("[client] battery level -> %d", v);
-                device.setBattery(v);
-            }
-            await(notifications, "3 notifications", 10);
-            sleep(300);
-            if (obs != null && obs.getObservation() != null)
-                op("cancel-observation /3/0/9", new CancelObservationRequest(obs.getObservation()));
-            op("read /42/0 (non-existent)", new ReadRequest(ContentFormat.TLV, 42, 0));
-            updated = new CountDownLatch(1);
-            client.triggerRegistrationUpdate();
-            await(updated, "registration update", 10);
-            sleep(300);
+            secureOperations(device);
             deregisterAndStop();
         } finally {
             shutdown();
         }
         log("[scenario] failures=%d", failures);
         return failures == 0 ? 0 : 1;
+    }
+
+    static int runOscore() throws Exception {
+        String endpoint = "leshan-client-oscore";
+        InMemorySecurityStore store = new InMemorySecurityStore();
+        // server side: sender = server id, recipient = client id
+        store.add(SecurityInfo.newOscoreInfo(endpoint,
+                new OscoreSetting(hex(OSCORE_SERVER_ID_HEX), hex(OSCORE_CLIENT_ID_HEX), hex(OSCORE_MASTER_SECRET_HEX),
+                        OSCORE_AEAD, OSCORE_HKDF, hex(OSCORE_MASTER_SALT_HEX))));
+        server = buildServer(store, null, true);
+        server.start();
+
+        ScenarioObjects.ScenarioDevice device = new ScenarioObjects.ScenarioDevice();
+        ObjectsInitializer init = new ObjectsInitializer(new StaticModel(models()));
+        init.setInstancesForObject(LwM2mId.SECURITY,
+                Security.oscoreOnly("coap://" + LOOPBACK + ":" + SERVER_COAP_PORT, SHORT_SERVER_ID, 0));
+        init.setInstancesForObject(LwM2mId.OSCORE,
+                new Oscore(0, new OscoreSetting(hex(OSCORE_CLIENT_ID_HEX), hex(OSCORE_SERVER_ID_HEX),
+                        hex(OSCORE_MASTER_SECRET_HEX), OSCORE_AEAD, OSCORE_HKDF, hex(OSCORE_MASTER_SALT_HEX))));
+        init.setInstancesForObject(LwM2mId.SERVER, new Server(SHORT_SERVER_ID, LIFETIME));
+        init.setInstancesForObject(LwM2mId.DEVICE, device);
+        List<LwM2mObjectEnabler> objects = init.create(LwM2mId.SECURITY, LwM2mId.SERVER, LwM2mId.DEVICE,
+                LwM2mId.OSCORE);
+        client = buildClient(endpoint, objects, null, new FixedPortProviders.CoapOscore(CLIENT_COAP_PORT));
+        try {
+            log("[scenario] --- register over OSCORE ---");
+            client.start();
+            if (!await(registered, "registration", 20))
+                return 1;
+            sleep(300);
+            secureOperations(device);
+            deregisterAndStop();
+        } finally {
+            shutdown();
+        }
+        log("[scenario] failures=%d", failures);
+        return failures == 0 ? 0 : 1;
+    }
+
+    static void secureOperations(ScenarioObjects.ScenarioDevice device) throws Exception {
+        op("read /3/0 TLV", new ReadRequest(ContentFormat.TLV, 3, 0));
+        op("read /3/0 SenML-CBOR", new ReadRequest(ContentFormat.SENML_CBOR, 3, 0));
+        op("read /3/0/0 text", new ReadRequest(ContentFormat.TEXT, 3, 0, 0));
+        op("write /3/0/14 text", new WriteRequest(ContentFormat.TEXT, 3, 0, 14, "+01:00"));
+        op("execute /3/0/4 (harmless reboot)", new ExecuteRequest("/3/0/4"));
+        notifications = new CountDownLatch(3);
+        ObserveResponse obs = op("observe /3/0/9 SenML-JSON", new ObserveRequest(ContentFormat.SENML_JSON, "/3/0/9"));
+        for (long v : new long[] { 86, 85, 84 }) {
+            sleep(400);
+            log("[client] battery level -> %d", v);
+            device.setBattery(v);
+        }
+        await(notifications, "3 notifications", 10);
+        sleep(300);
+        if (obs != null && obs.getObservation() != null)
+            op("cancel-observation /3/0/9", new CancelObservationRequest(obs.getObservation()));
+        op("read /42/0 (non-existent)", new ReadRequest(ContentFormat.TLV, 42, 0));
+        updated = new CountDownLatch(1);
+        client.triggerRegistrationUpdate();
+        await(updated, "registration update", 10);
+        sleep(300);
     }
 
     // ------------------------------------------------------------------ Bootstrap

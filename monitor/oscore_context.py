@@ -110,22 +110,26 @@ class Context:
     def sender_id(self, client_sent: bool) -> bytes:
         return self.config.client_id if client_sent else self.config.server_id
 
-    def open(self, client_sent: bool, nonce_id: bytes, nonce_piv: bytes, aad: bytes,
-             ciphertext: bytes) -> bytes | None:
+    def nonce(self, sender_id: bytes, piv: bytes) -> bytes | None:
+        """The AEAD nonce, or None when the sender ID is too long for this algorithm's nonce."""
+        if len(sender_id) > len(self.common_iv) - 6 or len(piv) > 5:
+            return None
+        return nonce(self.common_iv, sender_id, piv)
+
+    def open(self, client_sent: bool, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes | None:
         """Decrypt a message sent by the client (or server); None if the tag does not verify.
 
-        `nonce_id`/`nonce_piv` are the sender ID and Partial IV the nonce is built from (the
-        request's for a response without its own Partial IV)."""
-        if len(ciphertext) < self.alg.tag_len or len(nonce_id) > self.alg.nonce_len - 6:
+        `nonce` comes from `self.nonce(sender ID, Partial IV)`: the request's for a response
+        without a Partial IV of its own."""
+        if len(ciphertext) < self.alg.tag_len:
             return None
         cipher = self._client_cipher if client_sent else self._server_cipher
         try:
-            return cipher.decrypt(nonce(self.common_iv, nonce_id, nonce_piv), ciphertext, aad)
+            return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             return None
 
-    def seal(self, client_sent: bool, nonce_id: bytes, nonce_piv: bytes, aad: bytes,
-             plaintext: bytes) -> bytes:
+    def seal(self, client_sent: bool, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
         """Encrypt (used by tests to build messages the way a peer would)."""
         cipher = self._client_cipher if client_sent else self._server_cipher
-        return cipher.encrypt(nonce(self.common_iv, nonce_id, nonce_piv), plaintext, aad)
+        return cipher.encrypt(nonce, plaintext, aad)

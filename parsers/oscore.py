@@ -52,8 +52,8 @@ def parse_option(value: bytes) -> Option:
     flags = value[0]
     if flags & (RESERVED_FLAG | EXTENSION_FLAG):
         raise Malformed("reserved OSCORE flag bit set")
-    if flags == 0:
-        raise Malformed("OSCORE flag byte 0 must be sent as an empty option")
+    # A lone 0x00 should be sent as an empty option (§6.1); draft-era peers (Interop6) send it,
+    # and it is unambiguous, so it reads as "no fields".
     n = flags & PIV_LENGTH_MASK
     if n > 5:
         raise Malformed(f"reserved Partial IV length {n}")

@@ -1,0 +1,309 @@
+"""CoAP messaging and request/response matching per UDP flow (RFC 7252 §4-5, 7641, 7959).
+
+The messaging layer de-duplicates by (sender, MID) within EXCHANGE_LIFETIME; the
+request/response layer matches by (requester, token), piggy-backed or separate. Block-wise
+transfers are folded into the exchange that started them, so one operation gives one event.
+Everything here is bounded and driven by packet time only.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from parsers import coap
+
+from .datagram import Datagram
+
+Address = tuple[str, int]
+
+EXCHANGE_LIFETIME_NS = 247 * 1_000_000_000   # RFC 7252 §4.8.2
+NON_LIFETIME_NS = 145 * 1_000_000_000
+
+
+@dataclass(slots=True)
+class Carrier:
+    """How a message was carried: its security layer and the facts of that layer."""
+
+    security: str = "nosec"                 # nosec, dtls, oscore, dtls+oscore
+    fields: dict | None = None              # merged into events (tls.*, dtls.*, oscore.*, lwm2m.identity)
+
+
+@dataclass(slots=True)
+class Exchange:
+    request: coap.Message
+    req_dgram: Datagram
+    carrier: Carrier
+    response: coap.Message | None = None
+    resp_dgram: Datagram | None = None
+    resp_carrier: Carrier | None = None
+    acked: bool = False
+    reset: bool = False
+    retransmissions: int = 0
+    request_body: bytes = b""
+    response_body: bytes = b""
+    request_blocks: int = 0
+    response_blocks: int = 0
+    is_notification: bool = False           # a notification of an established observation
+    observe_of: "Exchange | None" = None    # for notifications: the observe exchange
+    reactive_cancel: bool = False           # an RST answering a notification (RFC 7641 §3.6)
+
+    @property
+    def requester(self) -> Address:
+        return self.req_dgram.src
+
+    @property
+    def responder(self) -> Address:
+        return self.req_dgram.dst
+
+    def body_hash(self, body: bytes) -> str:
+        return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(slots=True)
+class _Assembly:
+    """A block-wise body being put together (RFC 7959); bodies are kept only until hashed."""
+
+    exchange: Exchange
+    body: bytearray = field(default_factory=bytearray)
+    next_num: int = 0
+    blocks: int = 0
+    gaps: int = 0
+
+    def add(self, block: coap.Block, payload: bytes) -> None:
+        if block.num != self.next_num:
+            self.gaps += 1
+        offset = block.offset
+        if offset == len(self.body):
+            self.body += payload
+        elif offset < len(self.body):               # retransmitted or overlapping block
+            self.body[offset:offset + len(payload)] = payload
+        else:
+            self.body += b"\0" * (offset - len(self.body)) + payload
+        self.next_num = block.num + 1
+        self.blocks += 1
+
+
+class FlowState:
+    """CoAP state between two UDP endpoints; the LwM2M client side is learnt, not assumed."""
+
+    __slots__ = ("a", "b", "client", "pending", "pending_mid", "seen", "observations",
+                 "notification_mids", "block1", "block2", "last_ts")
+
+    def __init__(self, a: Address, b: Address):
+        self.a, self.b = a, b
+        self.client: Address | None = None
+        self.pending: OrderedDict[tuple[Address, bytes], Exchange] = OrderedDict()
+        self.pending_mid: dict[tuple[Address, int], Exchange] = {}
+        self.seen: OrderedDict[tuple[Address, int, int], int] = OrderedDict()  # (sender, mid, type) -> ts
+        self.observations: OrderedDict[tuple[Address, bytes], Exchange] = OrderedDict()
+        self.notification_mids: OrderedDict[tuple[Address, int], tuple[Address, bytes]] = OrderedDict()
+        self.block1: dict[tuple, _Assembly] = {}
+        self.block2: dict[tuple, _Assembly] = {}
+        self.last_ts = 0
+
+
+@dataclass
+class MatcherStats:
+    messages: int = 0
+    requests: int = 0
+    responses: int = 0
+    empty: int = 0
+    retransmissions: int = 0
+    unmatched_responses: int = 0
+    exchanges: int = 0
+    expired: int = 0
+    evicted: int = 0
+
+
+class ExchangeMatcher:
+    """Feed CoAP messages of one direction at a time; get back completed exchanges."""
+
+    def __init__(self, *, max_pending_per_flow: int = 4096, max_observations_per_flow: int = 1024,
+                 max_dedup_per_flow: int = 8192):
+        self.stats = MatcherStats()
+        self.max_pending = max_pending_per_flow
+        self.max_observations = max_observations_per_flow
+        self.max_dedup = max_dedup_per_flow
+
+    # --- messaging layer ----------------------------------------------------------------
+    def _duplicate(self, flow: FlowState, msg: coap.Message, dgram: Datagram) -> bool:
+        if msg.type not in (coap.CON, coap.NON, coap.ACK, coap.RST):
+            return False
+        key = (dgram.src, msg.mid, msg.type)
+        seen = flow.seen
+        ts = dgram.ts_ns
+        prev = seen.get(key)
+        if prev is not None and ts - prev <= EXCHANGE_LIFETIME_NS:
+            # NON notifications may legitimately reuse MIDs only after the lifetime.
+            return True
+        seen[key] = ts
+        if len(seen) > self.max_dedup:
+            seen.popitem(last=False)
+        return False
+
+    def feed(self, flow: FlowState, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> list[Exchange]:
+        """Process one message; return exchanges it completes (zero, one, or an expired batch)."""
+        self.stats.messages += 1
+        flow.last_ts = dgram.ts_ns
+        if self._duplicate(flow, msg, dgram):
+            self.stats.retransmissions += 1
+            if msg.is_request:
+                ex = flow.pending.get((dgram.src, msg.token))
+                if ex is not None:
+                    ex.retransmissions += 1
+            return []
+        if msg.is_request:
+            return self._request(flow, msg, dgram, carrier)
+        if msg.is_empty:
+            self.stats.empty += 1
+            return self._empty(flow, msg, dgram)
+        self.stats.responses += 1
+        return self._response(flow, msg, dgram, carrier)
+
+    # --- request/response layer ---------------------------------------------------------
+    def _request(self, flow: FlowState, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> list[Exchange]:
+        self.stats.requests += 1
+        done: list[Exchange] = []
+        ex = Exchange(msg, dgram, carrier, request_body=msg.payload)
+        key = (dgram.src, msg.token)
+        old = flow.pending.pop(key, None)
+        if old is not None and old.response is None:
+            done.append(old)                      # token reused before an answer: emit unanswered
+        b1 = msg.block1
+        if b1 is not None:
+            akey = (dgram.src, msg.code, msg.uri_path, msg.uri_query)
+            asm = flow.block1.get(akey)
+            if b1.num == 0 or asm is None:
+                asm = _Assembly(ex)
+                flow.block1[akey] = asm
+            asm.add(b1, msg.payload)
+            ex = asm.exchange if b1.num else ex
+        b2 = msg.block2
+        if b2 is not None and b2.num > 0:
+            akey = (dgram.src, msg.code, msg.uri_path, msg.uri_query)
+            asm2 = flow.block2.get(akey)
+            if asm2 is not None:
+                ex = asm2.exchange                # a continuation: its response extends the body
+        flow.pending[key] = ex
+        if msg.type == coap.CON:
+            flow.pending_mid[(dgram.src, msg.mid)] = ex
+        if len(flow.pending) > self.max_pending:
+            _, evicted = flow.pending.popitem(last=False)
+            self.stats.evicted += 1
+            done.append(evicted)
+        return done
+
+    def _empty(self, flow: FlowState, msg: coap.Message, dgram: Datagram) -> list[Exchange]:
+        ex = flow.pending_mid.pop((dgram.dst, msg.mid), None)
+        if ex is None:
+            # An RST answering a notification cancels that observation (RFC 7641 §3.6).
+            obs_key = flow.notification_mids.pop((dgram.dst, msg.mid), None)
+            if msg.type == coap.RST and obs_key is not None:
+                obs = flow.observations.pop(obs_key, None)
+                if obs is not None:
+                    return [Exchange(obs.request, obs.req_dgram, obs.carrier, resp_dgram=dgram,
+                                     reset=True, reactive_cancel=True, observe_of=obs)]
+            return []
+        if msg.type == coap.ACK:
+            ex.acked = True
+            return []
+        ex.reset = True
+        flow.pending.pop((ex.requester, ex.request.token), None)
+        return [ex]
+
+    def _response(self, flow: FlowState, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> list[Exchange]:
+        requester = dgram.dst
+        key = (requester, msg.token)
+        ex = flow.pending.get(key)
+        if ex is None:
+            obs = flow.observations.get(key)
+            if obs is not None:
+                mids = flow.notification_mids
+                mids[(dgram.src, msg.mid)] = key
+                if len(mids) > self.max_observations:
+                    mids.popitem(last=False)
+                if msg.code >> 5 != 2 or msg.observe is None:
+                    del flow.observations[key]     # an error or Observe-less answer ends it
+                return [self._notification(obs, msg, dgram, carrier)]
+            self.stats.unmatched_responses += 1
+            return []
+        flow.pending_mid.pop((requester, msg.mid), None)
+        flow.pending_mid.pop((requester, ex.request.mid), None)
+        code = msg.code
+        # Block1: 2.31 Continue keeps the assembly open.
+        if code == 0x5F:                                 # 2.31 Continue
+            ex.response, ex.resp_dgram, ex.resp_carrier = msg, dgram, carrier
+            del flow.pending[key]
+            return []
+        b2 = msg.block2
+        if b2 is not None:
+            akey = (requester, ex.request.code, ex.request.uri_path, ex.request.uri_query)
+            asm = flow.block2.get(akey)
+            if asm is None or b2.num == 0:
+                asm = _Assembly(ex)
+                flow.block2[akey] = asm
+            asm.add(b2, msg.payload)
+            if b2.more:
+                del flow.pending[key]
+                ex.response, ex.resp_dgram, ex.resp_carrier = msg, dgram, carrier
+                return []
+            del flow.block2[akey]
+            ex = asm.exchange
+            ex.response_body = bytes(asm.body)
+            ex.response_blocks = asm.blocks
+        else:
+            ex.response_body = msg.payload
+        b1 = ex.request.block1
+        if b1 is not None or ex.request_blocks:
+            akey = (requester, ex.request.code, ex.request.uri_path, ex.request.uri_query)
+            asm1 = flow.block1.pop(akey, None)
+            if asm1 is not None:
+                ex = asm1.exchange
+                ex.request_body = bytes(asm1.body)
+                ex.request_blocks = asm1.blocks
+                if b2 is None:
+                    ex.response_body = msg.payload
+        flow.pending.pop(key, None)
+        ex.response, ex.resp_dgram, ex.resp_carrier = msg, dgram, carrier
+        if ex.request.observe == 0 and msg.observe is not None and code >> 5 == 2:
+            flow.observations[key] = ex
+            if len(flow.observations) > self.max_observations:
+                flow.observations.popitem(last=False)
+                self.stats.evicted += 1
+        elif ex.request.observe == 1:
+            flow.observations.pop(key, None)
+        self.stats.exchanges += 1
+        return [ex]
+
+    def _notification(self, obs: Exchange, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> Exchange:
+        ex = Exchange(obs.request, obs.req_dgram, obs.carrier, response=msg, resp_dgram=dgram,
+                      resp_carrier=carrier, response_body=msg.payload, is_notification=True, observe_of=obs)
+        self.stats.exchanges += 1
+        return ex
+
+    def expire(self, flow: FlowState, now_ns: int) -> list[Exchange]:
+        """Requests older than EXCHANGE_LIFETIME with no answer: emitted as outcome unknown."""
+        done = []
+        while flow.pending:
+            key, ex = next(iter(flow.pending.items()))
+            if now_ns - ex.req_dgram.ts_ns <= EXCHANGE_LIFETIME_NS:
+                break
+            del flow.pending[key]
+            flow.pending_mid.pop((ex.requester, ex.request.mid), None)
+            self.stats.expired += 1
+            done.append(ex)
+        return done
+
+    def drain(self, flow: FlowState) -> list[Exchange]:
+        """Everything still pending (end of input)."""
+        done = list(dict.fromkeys(flow.pending.values()))
+        flow.pending.clear()
+        flow.pending_mid.clear()
+        for asm in list(flow.block1.values()) + list(flow.block2.values()):
+            if asm.exchange not in done and asm.exchange.response is not None:
+                ex = asm.exchange
+                done.append(ex)
+        flow.block1.clear()
+        flow.block2.clear()
+        return done

@@ -201,6 +201,8 @@ class DtlsTracker:
         random = frag[14:46]
         if sess.facts.client_random is None or sess.facts.client_random == random:
             return sess
+        if sess.facts.server_random is None and not sess.facts.established:
+            return sess            # a new ClientHello before any ServerHello: same attempt
         if not sess.facts.emitted:
             res.documents.append(self._emit(sess, "unknown"))
         self._drop(sess)

@@ -383,6 +383,8 @@ def parse_client_key_exchange(body: bytes, kx: str) -> ClientKeyExchange:
     pub = None
     if kx in ("ecdhe", "ecdhe_psk", "ecdh", "ecdh_anon"):
         pub = r.vec(1, "ec point")
+    elif kx == "rsa" and int.from_bytes(body[:2], "big") != len(body) - 2:
+        pub = r.take(r.left(), "encrypted premaster")   # SSLv3 style, OpenSSL before 0.9.8f
     elif kx in ("dhe", "dhe_psk", "dh_anon", "rsa", "rsa_psk"):
         pub = r.vec(2, "exchange keys")
     if kx in ("psk", "ecdhe_psk", "dhe_psk", "rsa_psk", "ecdhe", "ecdh", "ecdh_anon", "dhe",

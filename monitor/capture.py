@@ -16,7 +16,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from parsers.errors import ParseError
 from parsers.netlayers import Fragment, Udp, decode, transport
-from parsers.pcapfile import Packet, Reader, Secrets
+from parsers.pcapfile import Numbered, Packet, Reader, Secrets
 
 from .datagram import Datagram
 from .ip_reassembly import Reassembler
@@ -107,6 +107,8 @@ def _datagrams(path: str, f: BinaryIO, stats: CaptureStats,
                 if rec.__class__ is not Packet:
                     if rec.__class__ is Secrets and on_secrets is not None:
                         on_secrets(path, rec.secrets_type, rec.data)
+                    elif rec.__class__ is Numbered:
+                        frame += 1      # Wireshark numbers it: keep our numbers equal
                     continue
                 frame += 1
                 stats.frames += 1

@@ -37,14 +37,19 @@ SECRETS_TLS_KEYLOG = 0x544C534B  # "TLSK": NSS key log text (pcapng DSB secrets 
 MAX_RECORD = 16 * 1024 * 1024
 
 _PCAP_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1000),      # little-endian, microseconds
-    b"\xa1\xb2\xc3\xd4": (">", 1000),
-    b"\x4d\x3c\xb2\xa1": ("<", 1),         # nanoseconds
-    b"\xa1\xb2\x3c\x4d": (">", 1),
+    b"\xd4\xc3\xb2\xa1": ("<", 1000, 0),   # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1000, 0),
+    b"\x4d\x3c\xb2\xa1": ("<", 1, 0),      # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1, 0),
+    b"\x34\xcd\xb2\xa1": ("<", 1000, 8),   # Kuznetzov's modified pcap: 8 more header bytes
+    b"\xa1\xb2\xcd\x34": (">", 1000, 8),
 }
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 
 _BT_IDB, _BT_OPB, _BT_SPB, _BT_EPB, _BT_DSB = 1, 2, 3, 6, 0x0A
+# Blocks Wireshark shows as frames although they hold no packet: systemd journal export,
+# custom blocks (copyable and not).
+_NUMBERED = frozenset((0x09, 0x00000BAD, 0x40000BAD))
 _OPT_END, _OPT_TSRESOL, _OPT_TSOFFSET, _OPT_NAME = 0, 9, 14, 2
 
 
@@ -79,7 +84,17 @@ class Secrets:
         return f"Secrets(secrets_type={self.secrets_type:#x}, {len(self.data)} bytes)"
 
 
-Record = Union[Packet, Interface, Secrets]
+@dataclass(frozen=True, slots=True)
+class Numbered:
+    """A block without a packet that Wireshark still numbers as a frame (custom, journal).
+
+    The file source counts it, so our frame numbers stay Wireshark's frame numbers.
+    """
+
+    block_type: int
+
+
+Record = Union[Packet, Interface, Secrets, Numbered]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +125,13 @@ class Reader:
         self._kind = ""             # "", "pcap" or "pcapng"
         self._rec = None            # struct of a pcap record header
         self._tsmul = 1000
+        self._hdr = 16              # pcap record header length
         self._linktype = 0
         self._e = "<"               # byte order of the current pcapng section
         self._blk = None
         self._ifaces: list[_Iface] = []
         self._u32 = None
+        self._last_ts = 0           # an SPB has no timestamp: it gets its predecessor's
 
     @property
     def offset(self) -> int:
@@ -162,7 +179,8 @@ class Reader:
             raise Malformed(f"not a pcap or pcapng file (magic {magic.hex()}) at byte 0")
         if len(buf) < 24:
             return 0
-        e, self._tsmul = fmt
+        e, self._tsmul, extra = fmt
+        self._hdr = 16 + extra
         major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(e + "HHiIII", buf, 4)
         if major != 2:
             raise Malformed(f"unsupported pcap version {major} at byte 4")
@@ -180,15 +198,16 @@ class Reader:
         mul = self._tsmul
         lt = self._linktype
         append = out.append
-        while pos + 16 <= n:
+        hdr = self._hdr
+        while pos + hdr <= n:
             sec, frac, incl, orig = unpack(buf, pos)
-            end = pos + 16 + incl
+            end = pos + hdr + incl
             if end > n:
                 if incl > MAX_RECORD:
                     raise Malformed(
                         f"record length {incl} exceeds limit at byte {self._offset + pos}")
                 break
-            append(Packet(sec * 1_000_000_000 + frac * mul, lt, orig, buf[pos + 16:end], 0))
+            append(Packet(sec * 1_000_000_000 + frac * mul, lt, orig, buf[pos + hdr:end], 0))
             pos = end
         return pos
 
@@ -239,7 +258,7 @@ class Reader:
         if ifid >= len(self._ifaces):
             raise Malformed(f"packet names unknown interface {ifid} at byte {self._offset + pos}")
         i = self._ifaces[ifid]
-        ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
+        self._last_ts = ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
         out.append(Packet(ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
 
     def _other_block(self, btype: int, buf: bytes, pos: int, blen: int,
@@ -276,8 +295,8 @@ class Reader:
             cap = min(orig, blen - 16)
             if i.snaplen:
                 cap = min(cap, i.snaplen)
-            # An SPB has no timestamp: use the section's offset, as Wireshark shows 0.
-            out.append(Packet(i.offset_ns, i.linktype, orig, buf[pos + 12:pos + 12 + cap], 0))
+            # No timestamp in an SPB (Wireshark shows none): keep time monotonic instead.
+            out.append(Packet(self._last_ts, i.linktype, orig, buf[pos + 12:pos + 12 + cap], 0))
         elif btype == _BT_OPB:
             if blen < 32:
                 raise Malformed(f"packet block too short at byte {at}")
@@ -287,7 +306,7 @@ class Reader:
             if ifid >= len(self._ifaces):
                 raise Malformed(f"packet names unknown interface {ifid} at byte {at}")
             i = self._ifaces[ifid]
-            ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
+            self._last_ts = ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
             out.append(Packet(ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
         elif btype == _BT_DSB:
             if blen < 20:
@@ -296,7 +315,9 @@ class Reader:
             if 20 + slen > blen:
                 raise Malformed(f"secrets length exceeds its block at byte {at}")
             out.append(Secrets(stype, buf[pos + 16:pos + 16 + slen]))
-        # NRB (4), ISB (5), custom (0xBAD, 0x40000BAD) and unknown blocks: skipped.
+        elif btype in _NUMBERED:
+            out.append(Numbered(btype))
+        # NRB (4), ISB (5) and unknown blocks: skipped.
 
 
 def _options(buf: bytes, pos: int, end: int, e: str, at: int):

@@ -1,0 +1,103 @@
+"""Offline analysis: capture files → pipeline → sinks. The CLI and `rules test` call this."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .capture import CaptureStats, read_files
+from .pipeline import Pipeline, PipelineConfig
+
+BATCH = 512
+
+
+@dataclass
+class AnalysisResult:
+    capture: CaptureStats
+    pipeline: Pipeline
+    documents: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = (),
+                  progress: Callable[[int, int], None] | None = None) -> AnalysisResult:
+    """Run every capture through one pipeline; documents go to every sink in batches."""
+    sinks = list(sinks)
+    cstats = CaptureStats()
+    pipeline = Pipeline(config)
+    result = AnalysisResult(cstats, pipeline)
+    started = time.perf_counter()
+    datagrams = read_files(paths, cstats)          # raises CaptureError for a missing file
+    batch: list[dict] = []
+    feed = pipeline.feed
+    n = 0
+    for dgram in datagrams:
+        docs = feed(dgram)
+        if docs:
+            batch.extend(docs)
+            if len(batch) >= BATCH:
+                _write(sinks, batch)
+                result.documents += len(batch)
+                batch = []
+        n += 1
+        if progress is not None and not n & 0x3FFF:
+            progress(n, cstats.bytes)
+    batch.extend(pipeline.close())
+    _write(sinks, batch)
+    result.documents += len(batch)
+    result.errors = list(cstats.errors)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def collect(paths: list[str], config: PipelineConfig | None = None) -> tuple[list[dict], AnalysisResult]:
+    """All documents of a run, in output order (tests, reports, `rules test`)."""
+    sink = ListSink()
+    res = analyze_files(paths, config or PipelineConfig(), [sink])
+    return sink.docs, res
+
+
+class ListSink:
+    def __init__(self):
+        self.docs: list[dict] = []
+
+    def write(self, docs: list[dict]) -> None:
+        self.docs.extend(docs)
+
+    def close(self):
+        return None
+
+
+def _write(sinks, docs: list[dict]) -> None:
+    if docs:
+        for sink in sinks:
+            sink.write(docs)
+
+
+class TerminalProgress:
+    """A one-line progress bar on stderr, only when it is a terminal."""
+
+    def __init__(self, paths: list[str]):
+        self.total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) or 1
+        self.enabled = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, packets: int, nbytes: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        frac = min(1.0, nbytes / self.total)
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r[{bar:<30}] {frac * 100:5.1f}%  {packets:,} packets")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()

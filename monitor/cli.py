@@ -1,0 +1,167 @@
+"""`lwm2m-monitor` command line.
+
+Exit codes (also in --help):
+  0  success
+  1  finished, but a capture file was damaged and read only up to the damage
+  2  usage error
+  3  a capture file is missing or unreadable
+  4  the keys, config, rules or objects input is invalid
+  5  the output cannot be written
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_OK, EXIT_DAMAGED, EXIT_USAGE, EXIT_INPUT, EXIT_CONFIG, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
+
+EPILOG = """exit codes: 0 success; 1 finished but a capture was damaged (read up to the damage);
+2 usage error; 3 capture missing or unreadable; 4 invalid keys/config/rules/objects; 5 output not writable"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lwm2m-monitor",
+        description="Passive security monitoring of LwM2M traffic: UDP, DTLS 1.2, CoAP, OSCORE, LwM2M.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(metavar="COMMAND")
+    a = sub.add_parser("analyze", help="decode capture files into LwM2M events and alerts",
+                       description="Decode pcap/pcapng files (several files are one stream of time) into "
+                                   "ECS documents: LwM2M operations, DTLS handshakes, OSCORE contexts, alerts.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files (.gz accepted)")
+    add_pipeline_options(a)
+    a.add_argument("--out", metavar="PATH",
+                   help="NDJSON output file (default: ./<first capture name>.events.ndjson)")
+    a.add_argument("--format", choices=["ndjson", "parquet", "csv"], default="ndjson",
+                   help="format of --out (parquet/csv through pandas)")
+    a.add_argument("--es", metavar="URL", help="also index into Elasticsearch at URL")
+    a.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    a.set_defaults(func=cmd_analyze)
+    for name in ("rules_cli", "kibana_cli", "inventory_cli", "report_cli", "live_cli"):
+        try:
+            module = __import__(f"monitor.{name}", fromlist=["add_subcommands"])
+        except ImportError:
+            continue
+        module.add_subcommands(sub)
+    return parser
+
+
+def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keys", metavar="FILE", help="keys file (PSKs, key log, OSCORE contexts; see KEYS.md)")
+    p.add_argument("--objects", metavar="DIR", help="directory of extra OMA object definition XML files")
+    p.add_argument("--rules", metavar="DIR", action="append", default=[], help="extra Sigma rule directory")
+    p.add_argument("--config", metavar="FILE", help="rule configuration (enable/disable, thresholds, allowlists)")
+    p.add_argument("--no-rules", action="store_true", help="do not evaluate security rules")
+    p.add_argument("--psk-wordlist", metavar="FILE", help="audit: test captured PSK handshakes against a wordlist")
+
+
+def fail(code: int, message: str) -> int:
+    print(f"lwm2m-monitor: {message}", file=sys.stderr)
+    return code
+
+
+def build_config(args):
+    """Keys, objects and rules from the options; raises SystemExit-free errors as (code, text)."""
+    from .keys import KeysError, KeyStore, load
+    from .pipeline import PipelineConfig
+    keys = KeyStore()
+    if args.keys:
+        keys = load(args.keys)
+    from .objects import ObjectModel
+    model = ObjectModel.builtin()
+    if args.objects:
+        model = model.with_directory(args.objects)
+    rules = None
+    if not args.no_rules:
+        try:
+            from .rule_engine import RuleEngine
+        except ImportError:
+            RuleEngine = None
+        if RuleEngine is not None:
+            rules = RuleEngine.from_cli(extra_dirs=args.rules, config_path=args.config, keys=keys,
+                                        psk_wordlist=getattr(args, "psk_wordlist", None))
+    return PipelineConfig(keys=keys, objects=model, rules=rules)
+
+
+def config_errors():
+    from .keys import KeysError
+    errors: list[type[Exception]] = [KeysError]
+    try:
+        from .objects import ObjectModelError
+        errors.append(ObjectModelError)
+    except ImportError:
+        pass
+    try:
+        from .rule_engine import RuleError
+        errors.append(RuleError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def open_sinks(args, default_out: str):
+    from .sinks import NdjsonSink, TableSink
+    sinks = []
+    out = args.out or default_out
+    if args.format == "ndjson":
+        sinks.append(NdjsonSink(out))
+    else:
+        sinks.append(TableSink(out, args.format))
+    if getattr(args, "es", None):
+        from .es_sink import EsConfig, EsSink
+        sinks.append(EsSink(EsConfig.from_env_and_args(url=args.es)))
+    return sinks, out
+
+
+def cmd_analyze(args) -> int:
+    from .analyze import TerminalProgress, analyze_files
+    from .capture import CaptureError
+    from .summary import print_summary
+    for path in args.pcaps:
+        if not os.path.isfile(path):
+            return fail(EXIT_INPUT, f"{path}: no such capture file")
+        if not os.access(path, os.R_OK):
+            return fail(EXIT_INPUT, f"{path}: capture file is not readable")
+    try:
+        config = build_config(args)
+    except config_errors() as exc:
+        return fail(EXIT_CONFIG, str(exc))
+    stem = os.path.basename(args.pcaps[0]).split(".")[0] or "capture"
+    ext = {"ndjson": "events.ndjson", "parquet": "events.parquet", "csv": "events.csv"}[args.format]
+    try:
+        sinks, out = open_sinks(args, f"{stem}.{ext}")
+    except OSError as exc:
+        return fail(EXIT_OUTPUT, f"{args.out}: cannot write output ({exc.strerror})")
+    progress = TerminalProgress(args.pcaps)
+    try:
+        result = analyze_files(args.pcaps, config, sinks, progress=progress)
+    except CaptureError as exc:
+        return fail(EXIT_INPUT, str(exc))
+    finally:
+        progress.done()
+        reports = [s.close() for s in sinks]
+    if not args.quiet:
+        print_summary(result, out, reports)
+    for err in result.errors:
+        print(f"lwm2m-monitor: warning: {err}", file=sys.stderr)
+    return EXIT_DAMAGED if result.errors else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

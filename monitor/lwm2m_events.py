@@ -1,0 +1,183 @@
+"""Builds `lwm2m.operation` (and `coap.request`, `coap.anomaly`) documents.
+
+The one place that writes the LwM2M/CoAP ECS field names; the pipeline hands it typed
+facts. Key order is fixed by construction, so the same capture gives byte-identical NDJSON.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from parsers import coap
+
+from .ecs import Address, base_document, event_id
+from .exchanges import Exchange
+
+
+@dataclass(slots=True)
+class OperationFacts:
+    """Everything the pipeline learnt about one LwM2M operation."""
+
+    exchange: Exchange
+    action: str
+    interface: str
+    path: str
+    client: Address
+    server: Address
+    security: str
+    outcome: str
+    endpoint: str | None = None
+    paths: list[str] = field(default_factory=list)
+    values: list[dict] = field(default_factory=list)
+    credential_paths: list[str] = field(default_factory=list)
+    registration: dict | None = None
+    content_format: int | None = None
+    decode_error: str | None = None
+    links: list[str] = field(default_factory=list)
+    body: dict | None = None                 # {"sha256":..., "size":..., "blocks":...} of block-wise bodies
+    identity: dict | None = None             # {"value":..., "type":...}
+    matches_endpoint: bool | None = None
+    layer_fields: list[dict] = field(default_factory=list)   # tls/dtls/oscore facts of the carrier
+    firmware_uri: str | None = None
+    execute_arguments: str | None = None
+    duplicate_from: str | None = None
+
+
+def outcome_of(ex: Exchange) -> str:
+    if ex.reactive_cancel:
+        return "success"
+    if ex.response is None:
+        return "failure" if ex.reset else "unknown"
+    return "success" if ex.response.code >> 5 == 2 else "failure"
+
+
+def _first_packet(ex: Exchange):
+    """Notifications and reactive cancels start with their own packet."""
+    if (ex.is_notification or ex.reactive_cancel) and ex.resp_dgram is not None:
+        return ex.resp_dgram
+    return ex.req_dgram
+
+
+def _last_packet(ex: Exchange):
+    return ex.resp_dgram if ex.resp_dgram is not None else ex.req_dgram
+
+
+def operation_document(f: OperationFacts) -> dict:
+    ex = f.exchange
+    start, end = _first_packet(ex), _last_packet(ex)
+    req = ex.request
+    eid = event_id("lwm2m", f.action, end.ts_ns, start.src, start.dst, req.mid, req.token.hex(),
+                   ex.response.mid if ex.response is not None else "")
+    doc = base_document(dataset="lwm2m.operation", action=f.action, ts_ns=end.ts_ns, src=start.src,
+                        dst=start.dst, client=f.client, server=f.server, observer=end.source,
+                        live=end.live, eid=eid, outcome=f.outcome)
+    doc["event"]["category"] = ["network"]
+    doc["event"]["type"] = ["protocol"]
+    if ex.resp_dgram is not None and not ex.is_notification and not ex.reactive_cancel:
+        doc["event"]["duration"] = max(0, ex.resp_dgram.ts_ns - ex.req_dgram.ts_ns)
+    lw: dict = {"interface": f.interface}
+    if f.endpoint is not None:
+        lw["endpoint"] = f.endpoint
+    lw["path"] = f.path
+    if f.paths:
+        lw["paths"] = f.paths
+    if f.values:
+        lw["values"] = f.values
+    if f.links:
+        lw["links"] = f.links
+    if f.credential_paths:
+        lw["credentials"] = {"paths": f.credential_paths}
+    if f.registration:
+        lw["registration"] = f.registration
+    if f.firmware_uri is not None:
+        lw["firmware"] = {"package_uri": f.firmware_uri}
+    if f.execute_arguments:
+        lw["execute"] = {"arguments": f.execute_arguments}
+    lw["security"] = f.security
+    if f.identity is not None:
+        ident = dict(f.identity)
+        if f.matches_endpoint is not None:
+            ident["matches_endpoint"] = f.matches_endpoint
+        lw["identity"] = ident
+    if f.decode_error:
+        lw["decode_error"] = f.decode_error
+    doc["lwm2m"] = lw
+    doc["coap"] = coap_fields(ex, f.content_format)
+    if f.body is not None:
+        doc["file"] = {**doc.get("file", {}), "hash": {"sha256": f.body["sha256"]}, "size": f.body["size"]}
+    for layer in f.layer_fields:
+        _merge_layer(doc, layer)
+    return doc
+
+
+def coap_fields(ex: Exchange, content_format: int | None) -> dict:
+    req = ex.request
+    out: dict = {"type": req.type_name, "mid": req.mid, "token": req.token.hex(),
+                 "request": {"code": req.code_text}}
+    uri = "/" + "/".join(req.uri_path)
+    out["uri_path"] = uri
+    if req.uri_query:
+        out["uri_query"] = list(req.uri_query)
+    resp = ex.response
+    if resp is not None:
+        r: dict = {"code": resp.code_text, "type": resp.type_name, "mid": resp.mid}
+        if resp.observe is not None:
+            r["observe"] = resp.observe
+        out["response"] = r
+    elif ex.reset:
+        out["response"] = {"type": "RST"}
+    if content_format is not None:
+        out["content_format"] = content_format
+    if req.observe is not None:
+        out["observe"] = req.observe
+    if ex.retransmissions:
+        out["retransmissions"] = ex.retransmissions
+    if ex.request_blocks > 1:
+        out["block1"] = {"blocks": ex.request_blocks}
+    if ex.response_blocks > 1:
+        out["block2"] = {"blocks": ex.response_blocks}
+    if req.oscore is not None:
+        out["oscore_option"] = True
+    return out
+
+
+def _merge_layer(doc: dict, layer: dict) -> None:
+    """Carrier facts (tls.*, dtls.*, oscore.*); never overwrite what the operation set."""
+    for key, value in layer.items():
+        if isinstance(value, dict):
+            cur = doc.setdefault(key, {})
+            if isinstance(cur, dict):
+                _merge_layer(cur, value)
+        elif key not in doc:
+            doc[key] = value
+
+
+def coap_request_document(ex: Exchange, client: Address | None, server: Address | None,
+                          security: str, layer_fields: list[dict]) -> dict:
+    """A CoAP exchange that is not an LwM2M operation (other CoAP services on the wire)."""
+    start, end = ex.req_dgram, _last_packet(ex)
+    req = ex.request
+    method = {1: "get", 2: "post", 3: "put", 4: "delete", 5: "fetch", 6: "patch", 7: "ipatch"}.get(req.code, req.code_text)
+    eid = event_id("coap", method, end.ts_ns, start.src, start.dst, req.mid, req.token.hex())
+    doc = base_document(dataset="coap.request", action=method, ts_ns=end.ts_ns, src=start.src, dst=start.dst,
+                        client=client, server=server, observer=end.source, live=end.live, eid=eid,
+                        outcome=outcome_of(ex))
+    cf = (ex.response.content_format if ex.response is not None else None) or req.content_format
+    doc["coap"] = coap_fields(ex, cf)
+    doc["coap"]["security"] = security
+    if ex.response_blocks > 1 or ex.request_blocks > 1:
+        import hashlib
+        body = ex.response_body if ex.response_blocks > 1 else ex.request_body
+        doc["file"] = {**doc.get("file", {}), "hash": {"sha256": hashlib.sha256(body).hexdigest()}, "size": len(body)}
+    for layer in layer_fields:
+        _merge_layer(doc, layer)
+    return doc
+
+
+def anomaly_document(*, dgram, reason: str, detail: str, count: int, layer: str = "coap") -> dict:
+    eid = event_id("anomaly", layer, reason, dgram.ts_ns, dgram.src, dgram.dst)
+    doc = base_document(dataset=f"{layer}.anomaly", action=reason, ts_ns=dgram.ts_ns, src=dgram.src,
+                        dst=dgram.dst, client=None, server=None, observer=dgram.source, live=dgram.live,
+                        eid=eid, kind="event")
+    doc["event"]["reason"] = detail
+    doc["anomaly"] = {"name": reason, "layer": layer, "count": count, "frame": dgram.frame}
+    return doc

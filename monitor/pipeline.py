@@ -1,0 +1,522 @@
+"""The sans-IO pipeline: `feed(datagram) -> documents`, `close() -> documents`.
+
+UDP → (DTLS) → CoAP → (OSCORE) → exchange matching → LwM2M operation → event documents →
+rules. Capture sources (files, live) and sinks live outside; the same code serves both.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+from parsers import coap
+from parsers.dtls import looks_like_dtls
+from parsers.errors import ParseError
+
+from . import lwm2m_events as events
+from .datagram import Datagram
+from .ecs import Address
+from .exchanges import Carrier, Exchange, ExchangeMatcher, FlowState
+from .keys import KeyStore, OscoreContextConfig
+from .operations import classify, is_client_request, lwm2m_path, query_params
+from .registrations import DEFAULT_LIFETIME, Registration, Registry
+
+LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5686})
+FLOW_IDLE_NS = 600 * 1_000_000_000
+SWEEP_EVERY_NS = 10 * 1_000_000_000
+ANOMALY_DOCS_PER_REASON = 5          # per flow; the rest are counted (rate limit)
+MAX_INLINE_OPAQUE = 256              # bytes of an opaque value shown as hex; larger ones hashed
+
+CONTENT_FORMAT_TEXT = 0
+CONTENT_FORMAT_LINK = 40
+
+
+@dataclass
+class PipelineStats:
+    datagrams: int = 0
+    dtls_datagrams: int = 0
+    coap_messages: int = 0
+    other_udp: int = 0
+    decode_errors: Counter = field(default_factory=Counter)     # "coap.malformed", "payload", ...
+    operations: int = 0
+    coap_exchanges: int = 0
+    oscore_messages: int = 0
+    oscore_undecrypted: int = 0
+    flows_evicted: int = 0
+    harvested_psks: int = 0
+    harvested_oscore: int = 0
+    documents: int = 0
+    alerts: int = 0
+
+
+@dataclass
+class PipelineConfig:
+    keys: KeyStore = field(default_factory=KeyStore)
+    objects: object | None = None           # monitor.objects.ObjectModel
+    rules: object | None = None             # monitor.rule_engine.RuleEngine
+    max_flows: int = 200_000
+    harvest: bool = True
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig | None = None):
+        self.config = config or PipelineConfig()
+        self.keys = self.config.keys
+        self.stats = PipelineStats()
+        self.matcher = ExchangeMatcher()
+        self.registry = Registry()
+        self.flows: OrderedDict[tuple[Address, Address], FlowState] = OrderedDict()
+        self.endpoint_stats: dict[str, Counter] = {}
+        self._anomaly_counts: Counter = Counter()
+        self._next_sweep = 0
+        self._evicted: list[dict] = []
+        self._model = self.config.objects
+        if self._model is None:
+            from .objects import ObjectModel
+            self._model = ObjectModel.builtin()
+        from .dtls_tracker import DtlsTracker
+        from .oscore_tracker import OscoreTracker
+        self.dtls = DtlsTracker(self.keys)
+        self.oscore = OscoreTracker(self.keys)
+        from .payload_decoder import decode_payload, redact
+        self._decode = decode_payload
+        self._redact = redact
+
+    # --- entry points -------------------------------------------------------------------
+    def feed(self, dgram: Datagram) -> list[dict]:
+        self.stats.datagrams += 1
+        out: list[dict] = []
+        ts = dgram.ts_ns
+        if ts >= self._next_sweep:
+            if self._next_sweep:
+                self._sweep(ts, out)
+            self._next_sweep = ts + SWEEP_EVERY_NS
+        payload = dgram.payload
+        if looks_like_dtls(payload):
+            self.stats.dtls_datagrams += 1
+            res = self.dtls.feed(dgram)
+            out.extend(res.documents)
+            for name in res.anomalies:
+                self.stats.decode_errors[name] += 1
+            if res.plaintexts:
+                session = res.session
+                carrier = Carrier("dtls", session.lwm2m_fields() if session is not None else None)
+                flow = self._flow(dgram)
+                if session is not None and flow.client is None:
+                    flow.client = session.client
+                for plain in res.plaintexts:
+                    self._coap(dgram, plain, carrier, out)
+        elif coap.looks_like_coap(payload):
+            self._coap(dgram, payload, Carrier(), out)
+        else:
+            self.stats.other_udp += 1
+        if self._evicted:
+            out.extend(self._evicted)
+            self._evicted = []
+        return self._finish(out)
+
+    def close(self) -> list[dict]:
+        out: list[dict] = []
+        for flow in self.flows.values():
+            for ex in self.matcher.drain(flow):
+                self._emit(flow, ex, out)
+        self.flows.clear()
+        out.extend(self.dtls.close())
+        out.extend(self.oscore.close())
+        docs = self._finish(out)
+        rules = self.config.rules
+        if rules is not None:
+            tail = rules.close()
+            self.stats.alerts += len(tail)
+            self.stats.documents += len(tail)
+            docs.extend(tail)
+        return docs
+
+    def _finish(self, docs: list[dict]) -> list[dict]:
+        if not docs:
+            return docs
+        rules = self.config.rules
+        self.stats.documents += len(docs)
+        if rules is None:
+            return docs
+        out: list[dict] = []
+        for doc in docs:
+            out.append(doc)
+            alerts = rules.process(doc)
+            if alerts:
+                self.stats.alerts += len(alerts)
+                self.stats.documents += len(alerts)
+                out.extend(alerts)
+        return out
+
+    # --- flows --------------------------------------------------------------------------
+    def _flow(self, dgram: Datagram) -> FlowState:
+        a, b = dgram.src, dgram.dst
+        key = (a, b) if a <= b else (b, a)
+        flow = self.flows.get(key)
+        if flow is None:
+            flow = FlowState(key[0], key[1])
+            self.flows[key] = flow
+            if len(self.flows) > self.config.max_flows:
+                _, old = self.flows.popitem(last=False)
+                self.stats.flows_evicted += 1
+                for ex in self.matcher.drain(old):       # an evicted flow emits what it held
+                    self._emit(old, ex, self._evicted)
+        else:
+            self.flows.move_to_end(key)
+        return flow
+
+    def _sweep(self, now: int, out: list[dict]) -> None:
+        """Expire unanswered requests and idle flows; everything held is emitted, not dropped."""
+        idle = []
+        for key, flow in self.flows.items():
+            for ex in self.matcher.expire(flow, now):
+                self._emit(flow, ex, out)
+            if now - flow.last_ts > FLOW_IDLE_NS:
+                idle.append(key)
+        for key in idle:
+            flow = self.flows.pop(key)
+            for ex in self.matcher.drain(flow):
+                self._emit(flow, ex, out)
+
+    # --- CoAP ---------------------------------------------------------------------------
+    def _coap(self, dgram: Datagram, data: bytes, carrier: Carrier, out: list[dict]) -> None:
+        try:
+            msg = coap.parse(data)
+        except ParseError as exc:
+            self._anomaly(dgram, f"coap-{exc.kind}", str(exc), out)
+            return
+        self.stats.coap_messages += 1
+        flow = self._flow(dgram)
+        if msg.is_request and flow.client is None and is_client_request(msg):
+            flow.client = dgram.src
+        if msg.code == 0 and msg.type in (coap.CON, coap.NON):
+            return                                      # CoAP ping / invalid empty: nothing to match
+        if msg.oscore is not None and not msg.is_empty:
+            msg, carrier = self._unprotect(dgram, msg, carrier, flow, out)
+            if msg is None:
+                return
+        for ex in self.matcher.feed(flow, msg, dgram, carrier):
+            self._emit(flow, ex, out)
+
+    def _unprotect(self, dgram: Datagram, msg: coap.Message, carrier: Carrier, flow: FlowState,
+                   out: list[dict]) -> tuple[coap.Message | None, Carrier]:
+        self.stats.oscore_messages += 1
+        from_client = None if flow.client is None else dgram.src == flow.client
+        res = self.oscore.unprotect(dgram, msg, from_client)
+        out.extend(res.documents)
+        if res.inner is None:
+            self.stats.oscore_undecrypted += 1
+            return None, carrier
+        if flow.client is None and res.from_client is not None:
+            flow.client = dgram.src if res.from_client else dgram.dst
+        fields = [carrier.fields] if carrier.fields else []
+        fields.append(res.lwm2m_fields())
+        merged: dict = {}
+        for f in fields:
+            events._merge_layer(merged, f)
+        security = "dtls+oscore" if carrier.security == "dtls" else "oscore"
+        return res.inner, Carrier(security, merged)
+
+    def _anomaly(self, dgram: Datagram, reason: str, detail: str, out: list[dict]) -> None:
+        self.stats.decode_errors[reason] += 1
+        a, b = dgram.src, dgram.dst
+        key = ((a, b) if a <= b else (b, a), reason)
+        n = self._anomaly_counts[key] + 1
+        self._anomaly_counts[key] = n
+        if n <= ANOMALY_DOCS_PER_REASON or n % 1000 == 0:
+            out.append(events.anomaly_document(dgram=dgram, reason=reason, detail=detail, count=n))
+
+    # --- LwM2M --------------------------------------------------------------------------
+    def _roles(self, flow: FlowState, ex: Exchange) -> tuple[Address, Address]:
+        requester, responder = ex.requester, ex.responder
+        if flow.client is not None:
+            client = flow.client
+        elif is_client_request(ex.request):
+            client = requester
+        elif self.registry.by_client.get(requester) is not None:
+            client = requester
+        elif self.registry.by_client.get(responder) is not None:
+            client = responder
+        elif requester[1] in LWM2M_SERVER_PORTS and responder[1] not in LWM2M_SERVER_PORTS:
+            client = responder
+        elif lwm2m_path(ex.request.uri_path) is not None:
+            client = responder                          # object paths are served by clients
+        else:
+            client = requester
+        server = responder if client == requester else requester
+        return client, server
+
+    def _emit(self, flow: FlowState, ex: Exchange, out: list[dict]) -> None:
+        client, server = self._roles(flow, ex)
+        req = ex.request
+        now = (ex.resp_dgram or ex.req_dgram).ts_ns
+        reg = self.registry.lookup(client, now)
+        bootstrap_flow = self.registry.is_bootstrap_server(client, server)
+        op = classify(req, bootstrap_flow=bootstrap_flow, alternate=reg.alternate if reg else ())
+        carrier = ex.carrier
+        layer_fields = [carrier.fields] if carrier.fields else []
+        if op.action is None:
+            self.stats.coap_exchanges += 1
+            out.append(events.coap_request_document(ex, client, server, carrier.security, layer_fields))
+            return
+        action = op.action
+        if ex.is_notification:
+            action = "notify"
+        elif ex.reactive_cancel:
+            action = "cancel-observation"
+        facts = events.OperationFacts(
+            exchange=ex, action=action, interface=events_interface(action), path=op.path,
+            client=client, server=server, security=carrier.security, outcome=events.outcome_of(ex),
+            layer_fields=layer_fields)
+        if op.client_request:
+            facts.path = "/"
+        self._registration(facts, reg, bootstrap_flow)
+        self._payload(facts)
+        self._identity(facts)
+        self.stats.operations += 1
+        ep = facts.endpoint or "(unknown)"
+        counts = self.endpoint_stats.setdefault(ep, Counter())
+        counts[action] += 1
+        if facts.outcome == "failure":
+            counts["_errors"] += 1
+        counts["_security:" + facts.security] += 1
+        out.append(events.operation_document(facts))
+
+    def _registration(self, f: events.OperationFacts, reg: Registration | None, bootstrap_flow: bool) -> None:
+        ex, req = f.exchange, f.exchange.request
+        resp = ex.response
+        now = (ex.resp_dgram or ex.req_dgram).ts_ns
+        ok = resp is not None and resp.code >> 5 == 2
+        action = f.action
+        if action == "bootstrap-request":
+            q = query_params(req)
+            f.endpoint = q.get("ep")
+            if f.endpoint:
+                self.registry.note_bootstrap(f.endpoint, f.client, f.server)
+            return
+        if action == "register":
+            q = query_params(req)
+            f.endpoint = q.get("ep")
+            info = self._registration_fields(req, q)
+            location = "/" + "/".join(resp.location_path) if ok and resp.location_path else None
+            if location:
+                info = {"location": location, **info}
+            f.registration = info
+            if f.endpoint:
+                other = self.registry.others_live(f.endpoint, f.client, now)
+                if other is not None:
+                    f.duplicate_from = f"{other.client[0]}:{other.client[1]}"
+                    f.registration["duplicate_from"] = f.duplicate_from
+            if ok and f.endpoint:
+                new = Registration(endpoint=f.endpoint, client=f.client, server=f.server, location=location,
+                                   lifetime=int(info.get("lifetime", DEFAULT_LIFETIME)),
+                                   binding=info.get("binding"), version=info.get("version"),
+                                   objects=info.get("objects", []), alternate=self._alternate(req),
+                                   registered_ns=now, updated_ns=now)
+                self.registry.register(new)
+            return
+        if action in ("update", "deregister"):
+            location = "/" + "/".join(req.uri_path)
+            found = self.registry.find_location(f.server, location) or reg
+            if found is not None:
+                f.endpoint = found.endpoint
+                if action == "update":
+                    q = query_params(req)
+                    info = self._registration_fields(req, q)
+                    f.registration = {"location": location, **info}
+                    if ok:
+                        if "lifetime" in info:
+                            found.lifetime = int(info["lifetime"])
+                        if "binding" in info:
+                            found.binding = info["binding"]
+                        if info.get("objects"):
+                            found.objects = info["objects"]
+                        self.registry.update(found, f.client, now)
+                elif ok:
+                    f.registration = {"location": location}
+                    self.registry.deregister(found)
+            else:
+                f.registration = {"location": location}
+            return
+        if f.interface == "bootstrap" or bootstrap_flow:
+            f.endpoint = self.registry.bootstrap_endpoint(f.client)
+            if action == "bootstrap-finish" and ok:
+                self.registry.end_bootstrap(f.client)
+            return
+        if reg is not None:
+            f.endpoint = reg.endpoint
+
+    @staticmethod
+    def _registration_fields(req: coap.Message, q: dict[str, str]) -> dict:
+        info: dict = {}
+        if "lt" in q and q["lt"].isdigit():
+            info["lifetime"] = int(q["lt"])
+        if "b" in q:
+            info["binding"] = q["b"]
+        if "lwm2m" in q:
+            info["version"] = q["lwm2m"]
+        if "sms" in q:
+            info["sms"] = q["sms"]
+        if "Q" in q:
+            info["queue_mode"] = True
+        if req.payload:
+            objects = [link for link in _link_targets(req.payload) if lwm2m_path(tuple(link.strip("/").split("/"))) not in (None, "/")]
+            if objects:
+                info["objects"] = objects
+        return info
+
+    @staticmethod
+    def _alternate(req: coap.Message) -> tuple[str, ...]:
+        """`</lwm2m>;rt="oma.lwm2m"` announces an alternate path for object URIs."""
+        for link in req.payload.split(b","):
+            if b'rt="oma.lwm2m"' in link or b"rt=oma.lwm2m" in link:
+                target = link.split(b">", 1)[0].strip().lstrip(b"<").decode("utf-8", "replace")
+                segs = tuple(s for s in target.split("/") if s)
+                return segs
+        return ()
+
+    def _payload(self, f: events.OperationFacts) -> None:
+        ex, req, resp = f.exchange, f.exchange.request, f.exchange.response
+        action = f.action
+        if action in ("register", "update", "deregister", "bootstrap-request", "bootstrap-finish",
+                      "cancel-observation", "delete", "bootstrap-delete", "write-attributes"):
+            f.content_format = req.content_format if req.payload else (resp.content_format if resp is not None else None)
+            if action == "write-attributes":
+                f.values = [{"path": f.path, "type": "attributes", "value": "&".join(req.uri_query)}]
+            return
+        if action == "execute":
+            f.content_format = req.content_format
+            if ex.request_body:
+                f.execute_arguments = ex.request_body.decode("utf-8", "replace")
+            return
+        from_request = action in ("write", "write-composite", "create", "bootstrap-write", "send",
+                                  "read-composite", "observe-composite") and (
+            action not in ("read-composite", "observe-composite"))
+        if action in ("read-composite", "observe-composite") and ex.request_body:
+            decoded = self._decode(ex.request_body, req.content_format, "/", self._model)
+            f.paths = list(decoded.paths) or [v.path for v in decoded.values]
+        if from_request:
+            body, cf = ex.request_body, req.content_format
+        else:
+            if resp is None:
+                return
+            body, cf = ex.response_body, resp.content_format
+        f.content_format = cf
+        blocks = ex.request_blocks if from_request else ex.response_blocks
+        if blocks > 1:
+            f.body = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "blocks": blocks}
+        if not body:
+            return
+        if blocks > 1 and cf in (None, 42):
+            # firmware images and other large opaque bodies are hashed, not decoded or stored
+            f.values = [{"path": f.path, "type": "opaque", "value": {"sha256": f.body["sha256"], "size": len(body)}}]
+            return
+        if cf == CONTENT_FORMAT_LINK or action in ("discover", "bootstrap-discover"):
+            f.links = _link_targets(body)
+            return
+        decoded = self._decode(body, cf, f.path, self._model)
+        if decoded.error:
+            f.decode_error = decoded.error
+            self.stats.decode_errors["payload"] += 1
+        values = []
+        secrets_by_instance: dict[str, dict[int, bytes]] = {}
+        for v in decoded.values:
+            entry = {"path": v.path, "type": v.type}
+            if v.name:
+                entry["name"] = v.name
+            if v.secret:
+                entry["value"] = self._redact(v)
+                f.credential_paths.append(v.path)
+            elif v.type == "opaque" and isinstance(v.value, str) and len(v.value) > 2 * MAX_INLINE_OPAQUE:
+                raw = bytes.fromhex(v.value)
+                entry["value"] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
+            else:
+                entry["value"] = v.value
+            if v.timestamp is not None:
+                entry["timestamp"] = v.timestamp
+            values.append(entry)
+            parts = v.path.strip("/").split("/")
+            if len(parts) >= 3 and parts[0] in ("0", "21"):
+                inst = "/" + "/".join(parts[:2])
+                raw = getattr(v, "raw", None)
+                secrets_by_instance.setdefault(inst, {})[int(parts[2])] = raw if raw is not None else v.value
+            if v.path == "/5/0/1" and isinstance(v.value, str):
+                f.firmware_uri = v.value
+        f.values = values
+        if action == "send" and not f.paths:
+            f.paths = [v["path"] for v in values]
+        if action in ("write-composite",) and not f.paths:
+            f.paths = [v["path"] for v in values]
+        if secrets_by_instance and self.config.harvest and action in ("bootstrap-write", "write", "create"):
+            self._harvest(secrets_by_instance)
+
+    def _harvest(self, instances: dict[str, dict[int, object]]) -> None:
+        """Keys provisioned in clear become usable for the rest of the run (never output)."""
+        for inst, res in instances.items():
+            if inst.startswith("/0/"):
+                mode, identity, key = res.get(2), res.get(3), res.get(5)
+                if _as_int(mode) == 0 and isinstance(identity, (bytes, bytearray)) and isinstance(key, (bytes, bytearray)) and key:
+                    if self.keys.add_harvested_psk(bytes(identity), bytes(key)):
+                        self.stats.harvested_psks += 1
+            elif inst.startswith("/21/"):
+                secret = res.get(0)
+                if isinstance(secret, (bytes, bytearray)) and secret:
+                    cfg = OscoreContextConfig(
+                        master_secret=bytes(secret), master_salt=_as_bytes(res.get(5)),
+                        id_context=_as_bytes(res.get(6)) or None, client_id=_as_bytes(res.get(1)),
+                        server_id=_as_bytes(res.get(2)), aead=_as_int(res.get(3)) or 10,
+                        source="harvested")
+                    if self.keys.add_harvested_oscore(cfg):
+                        self.stats.harvested_oscore += 1
+
+    def _identity(self, f: events.OperationFacts) -> None:
+        merged: dict = {}
+        for layer in f.layer_fields:
+            events._merge_layer(merged, layer)
+        ident = merged.get("lwm2m", {}).get("identity")
+        if not ident:
+            return
+        f.identity = {"value": ident["value"], "type": ident["type"]}
+        if f.endpoint is not None:
+            expected = self.keys.expected_endpoint(str(ident["value"]))
+            f.matches_endpoint = f.endpoint == (expected if expected is not None else ident["value"])
+
+
+def events_interface(action: str) -> str:
+    from .operations import INTERFACE
+    return INTERFACE[action]
+
+
+def _link_targets(body: bytes) -> list[str]:
+    out = []
+    for link in body.decode("utf-8", "replace").split(","):
+        link = link.strip()
+        if link.startswith("<") and ">" in link:
+            out.append(link[1:link.index(">")])
+    return out
+
+
+def _as_int(value) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (bytes, bytearray)) and 0 < len(value) <= 8:
+        return int.from_bytes(value, "big", signed=True)
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _as_bytes(value) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            return value.encode()
+    if isinstance(value, int):
+        return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+    return b""

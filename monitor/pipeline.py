@@ -56,6 +56,9 @@ class PipelineConfig:
     rules: object | None = None             # monitor.rule_engine.RuleEngine
     max_flows: int = 200_000
     harvest: bool = True
+    # Called with (datagram, message) for every CoAP message parsed, after DTLS and before
+    # OSCORE; the differential tests against Wireshark use it. None on the hot path.
+    coap_observer: object | None = None
 
 
 class Pipeline:
@@ -187,6 +190,8 @@ class Pipeline:
             self._anomaly(dgram, f"coap-{exc.kind}", str(exc), out)
             return
         self.stats.coap_messages += 1
+        if self.config.coap_observer is not None:
+            self.config.coap_observer(dgram, msg)
         flow = self._flow(dgram)
         if msg.is_request and flow.client is None and is_client_request(msg):
             flow.client = dgram.src

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One-shot set-up on a fresh Debian 12 machine (root or sudo): system packages, the project and
+# its test dependencies. Idempotent: re-running only checks what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need=()
+for pkg in tshark tcpdump libpcap-dev tcpreplay iproute2 maven default-jre-headless; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+PY=${PYTHON:-python3}
+$PY -m pip install -q --disable-pip-version-check -e ".[test,live]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+if [ "${1:-}" = "--tests" ] && [ -x tests/es/install_es.sh ]; then
+  tests/es/install_es.sh
+fi

@@ -1,0 +1,174 @@
+"""The LwM2M object model: OMA object-definition XMLs → resource names, types, operations.
+
+The shipped definitions live in `monitor/objects/*.xml` (OMA LWM2M.xsd schema); a user
+directory of the same kind of files (`--objects DIR`) is loaded on top and wins per object.
+A file that cannot be read or does not follow the schema raises `ObjectDefinitionError`
+naming the file. Which resources hold secrets is decided here, not in the XML (the schema has
+no such flag).
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+SHIPPED_DIR = Path(__file__).with_name("objects")
+
+# XML <Type> text → the value type names used in decoded payloads.
+TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "unsigned integer": "unsigned",
+    "float": "float",
+    "boolean": "boolean",
+    "opaque": "opaque",
+    "time": "time",
+    "objlnk": "objlnk",
+    "corelnk": "corelnk",
+    "": "none",
+    "none": "none",
+}
+
+# (object, resource) pairs whose values are keying material: Security Public Key or Identity,
+# Server Public Key, Secret Key, SMS Binding Secret Keys; OSCORE Master Secret, Master Salt.
+SECRET_RESOURCES = frozenset({(0, 3), (0, 4), (0, 5), (0, 8), (21, 0), (21, 5)})
+
+
+class ObjectDefinitionError(ValueError):
+    """An object-definition file is unreadable or breaks the schema; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDef:
+    object_id: int
+    id: int
+    name: str
+    type: str            # one of TYPES' values
+    operations: str      # "R", "W", "RW", "E" or "" (bootstrap-only objects)
+    multiple: bool
+    mandatory: bool
+    secret: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDef:
+    id: int
+    name: str
+    version: str
+    multiple: bool
+    resources: dict[int, ResourceDef]
+    source: str          # file it came from
+
+
+class ObjectModel:
+    def __init__(self, objects: dict[int, ObjectDef]):
+        self._objects = dict(objects)
+
+    @classmethod
+    def load(cls, *user_dirs: str | Path) -> ObjectModel:
+        """The shipped objects, then each user directory in order (later ones override)."""
+        objects = _load_dir(SHIPPED_DIR)
+        for d in user_dirs:
+            path = Path(d)
+            if not path.is_dir():
+                raise ObjectDefinitionError(f"{path}: not a directory of object definitions")
+            objects.update(_load_dir(path))
+        return cls(objects)
+
+    def object(self, oid: int) -> ObjectDef | None:
+        return self._objects.get(oid)
+
+    def resource(self, oid: int, rid: int) -> ResourceDef | None:
+        obj = self._objects.get(oid)
+        return None if obj is None else obj.resources.get(rid)
+
+    def object_ids(self) -> list[int]:
+        return sorted(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+
+def _load_dir(directory: Path) -> dict[int, ObjectDef]:
+    objects: dict[int, ObjectDef] = {}
+    for path in sorted(directory.glob("*.xml")):
+        for obj in parse_file(path):
+            objects[obj.id] = obj
+    return objects
+
+
+def parse_file(path: Path) -> list[ObjectDef]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise ObjectDefinitionError(f"{path}: {exc}") from None
+    try:
+        return parse_tree(root, str(path))
+    except ObjectDefinitionError as exc:
+        raise ObjectDefinitionError(f"{path}: {exc}") from None
+
+
+def parse_tree(root: ET.Element, source: str) -> list[ObjectDef]:
+    if _local(root.tag) != "LWM2M":
+        raise ObjectDefinitionError(f"root element is <{_local(root.tag)}>, not <LWM2M>")
+    objects = [_object(el, source) for el in root if _local(el.tag) == "Object"]
+    if not objects:
+        raise ObjectDefinitionError("no <Object> element")
+    return objects
+
+
+def _object(el: ET.Element, source: str) -> ObjectDef:
+    oid = _int(_text(el, "ObjectID"), "ObjectID")
+    resources: dict[int, ResourceDef] = {}
+    res_el = _child(el, "Resources")
+    for item in (res_el if res_el is not None else ()):
+        if _local(item.tag) != "Item":
+            continue
+        rid = _int(item.get("ID"), f"object {oid} <Item ID>")
+        type_text = (_text(item, "Type") or "").strip().lower()
+        if type_text not in TYPES:
+            raise ObjectDefinitionError(f"object {oid} resource {rid}: unknown <Type> {type_text!r}")
+        resources[rid] = ResourceDef(
+            object_id=oid,
+            id=rid,
+            name=(_text(item, "Name") or "").strip(),
+            type=TYPES[type_text],
+            operations=(_text(item, "Operations") or "").strip().upper(),
+            multiple=(_text(item, "MultipleInstances") or "").strip().lower() == "multiple",
+            mandatory=(_text(item, "Mandatory") or "").strip().lower() == "mandatory",
+            secret=(oid, rid) in SECRET_RESOURCES,
+        )
+    return ObjectDef(
+        id=oid,
+        name=(_text(el, "Name") or "").strip(),
+        version=(_text(el, "ObjectVersion") or "1.0").strip() or "1.0",
+        multiple=(_text(el, "MultipleInstances") or "").strip().lower() == "multiple",
+        resources=resources,
+        source=source,
+    )
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]   # tolerate namespaced files
+
+
+def _child(el: ET.Element, name: str) -> ET.Element | None:
+    for c in el:
+        if _local(c.tag) == name:
+            return c
+    return None
+
+
+def _text(el: ET.Element, name: str) -> str | None:
+    c = _child(el, name)
+    return None if c is None else (c.text or "")
+
+
+def _int(text: str | None, what: str) -> int:
+    try:
+        value = int((text or "").strip())
+    except ValueError:
+        raise ObjectDefinitionError(f"{what} is not an integer: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise ObjectDefinitionError(f"{what} out of range 0..65535: {value}")
+    return value

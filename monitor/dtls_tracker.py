@@ -636,7 +636,10 @@ class DtlsTracker:
         f.alerts.append(fact)
         self.stats["alerts"] += 1
         res.documents.append(alert_document(f, fact, dgram))
-        fatal = level == 2 or (level is None and not (f.client_finished and f.server_finished))
+        # An alert we cannot read during a handshake we watched is almost always fatal; in a
+        # session picked up mid-way it is more likely a close_notify, so it decides nothing.
+        fatal = level == 2 or (level is None and not f.mid_session
+                               and not (f.client_finished and f.server_finished))
         if fatal:
             f.fatal_alert = True
             if not f.emitted:

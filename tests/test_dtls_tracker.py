@@ -1,0 +1,130 @@
+"""DtlsTracker behaviour on real captures replayed with the disturbances a network causes:
+retransmitted and duplicated datagrams, a client changing address (RFC 9146 CID), sessions
+picked up mid-way, bounded tables, DTLS 1.3 records, truncated datagrams."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from monitor.capture import CaptureStats, read_files
+from monitor.dtls_tracker import DtlsTracker
+from monitor.keys import KeyStore, Psk, load
+
+HERE = os.path.dirname(__file__)
+CORPUS = os.path.join(HERE, "..", "..", "shared", "corpus")
+WS_PCAP = os.path.join(CORPUS, "wireshark", "dtls12-aes128ccm8.DERIVED-from-dsb.pcap")
+CID_PCAP = os.path.join(HERE, "..", "pcaps", "leshan-psk-cid.pcap")
+
+
+def ws_keys() -> KeyStore:
+    return KeyStore(psks={b"test": Psk(b"test", bytes.fromhex("ca19e028a8a372ad2d325f950fcaceed"))})
+
+
+WS = list(read_files([WS_PCAP], CaptureStats()))
+
+
+def feed_all(tracker, dgrams):
+    plain, docs, anomalies = [], [], []
+    for d in dgrams:
+        r = tracker.feed(d)
+        plain += r.plaintexts
+        docs += r.documents
+        anomalies += r.anomalies
+    return plain, docs + tracker.close(), anomalies
+
+
+def test_retransmitted_flight_counted_once():
+    # the client resends its cookie ClientHello and its CKE/CCS/Finished flight (same bytes)
+    dgrams = WS[:3] + [WS[2]] + WS[3:6] + [WS[5]] + WS[6:]
+    t = DtlsTracker(ws_keys())
+    plain, docs, _ = feed_all(t, dgrams)
+    (hs,) = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
+    assert hs["dtls"]["history"] == "CvCsnGFf"
+    # ClientHello and ClientKeyExchange are retransmissions; the identical epoch-1 Finished
+    # record (same sequence number) is a duplicated datagram, caught by the replay window
+    assert hs["dtls"]["retransmissions"] == 2 and t.stats["retransmissions"] == 2
+    assert t.stats["duplicates"] == 1
+    assert hs["dtls"]["finished_verified"] is True
+    assert len(plain) == 4
+
+
+def test_duplicated_application_datagram_reported_once():
+    dgrams = WS[:9] + [WS[8]] + WS[9:]
+    t = DtlsTracker(ws_keys())
+    plain, _, anomalies = feed_all(t, dgrams)
+    assert len(plain) == 4 and t.stats["duplicates"] == 1
+    assert anomalies.count("dtls.duplicate_record") == 1
+
+
+def test_mid_session_capture():
+    t = DtlsTracker(ws_keys())
+    plain, docs, _ = feed_all(t, WS[8:])
+    assert plain == []
+    (hs,) = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
+    assert hs["event"]["outcome"] == "unknown" and hs["dtls"]["mid_session"] is True
+    assert hs["client"]["port"] == 54273 and hs["server"]["port"] == 4433
+    assert hs["dtls"]["decrypt_error"].startswith("handshake not seen")
+
+
+def test_unfinished_handshake_emitted_at_close_and_on_eviction():
+    t = DtlsTracker(ws_keys(), max_sessions=1)
+    for d in WS[:3]:
+        t.feed(d)
+    other = dataclasses.replace(WS[0], src_port=40000, frame=100)
+    res = t.feed(other)
+    (evicted,) = res.documents
+    assert evicted["event"]["outcome"] == "unknown" and evicted["dtls"]["history"] == "CvC"
+    assert t.stats["evictions"] == 1 and "dtls.session_evicted" in res.anomalies
+    (left,) = t.close()
+    assert left["client"]["port"] == 40000 and left["event"]["outcome"] == "unknown"
+
+
+def test_documents_are_deterministic_and_session_fields():
+    runs = []
+    for _ in range(2):
+        t = DtlsTracker(ws_keys())
+        _, docs, _ = feed_all(t, WS)
+        runs.append(json.dumps(docs, sort_keys=True))
+    assert runs[0] == runs[1]
+    t = DtlsTracker(ws_keys())
+    res = [t.feed(d) for d in WS][9]
+    fields = res.session.lwm2m_fields()
+    assert fields["tls"] == {"version": "1.2", "version_protocol": "dtls",
+                             "cipher": "TLS_PSK_WITH_AES_128_CCM_8", "established": True, "resumed": False}
+    assert fields["dtls"]["psk_identity"] == "test" and fields["dtls"]["decrypted"] is True
+    assert fields["dtls"]["key_source"] == "keys-file" and fields["dtls"]["mode"] == "psk"
+    assert fields["lwm2m"] == {"identity": {"value": "test", "type": "psk"}}
+    assert res.session.client == ("127.0.0.1", 54273)
+
+
+def test_truncated_and_dtls13_datagrams_are_named_not_fatal():
+    t = DtlsTracker(ws_keys())
+    cut = dataclasses.replace(WS[2], payload=WS[2].payload[:40])
+    assert "dtls.record_truncated" in t.feed(cut).anomalies
+    unified = dataclasses.replace(WS[8], payload=bytes([0b00101100]) + b"\x00\x07\x00\x03abc")
+    assert "dtls.dtls13_record" in t.feed(unified).anomalies
+    plain, _, _ = feed_all(t, WS)
+    assert len(plain) == 4 and t.stats["truncated"] == 1 and t.stats["dtls13_records"] == 1
+
+
+@pytest.mark.skipif(not os.path.exists(CID_PCAP), reason="leshan-psk-cid.pcap not present")
+def test_cid_session_survives_client_address_change():
+    keys = load(CID_PCAP[:-5] + ".keys.yaml")
+    dgrams = list(read_files([CID_PCAP], CaptureStats()))
+    client_port = dgrams[0].src_port
+    moved = []
+    for d in dgrams:
+        if d.frame > 8:        # after registration the client's NAT binding changes
+            if d.src_port == client_port:
+                d = dataclasses.replace(d, src_ip="10.9.8.7", src_port=61000)
+            elif d.dst_port == client_port:
+                d = dataclasses.replace(d, dst_ip="10.9.8.7", dst_port=61000)
+        moved.append(d)
+    t = DtlsTracker(keys)
+    plain, docs, anomalies = feed_all(t, moved)
+    assert len(plain) == 28 and t.stats["failed_mac"] == 0
+    assert t.stats["sessions"] == 1 and t.stats["cid_address_changes"] == 1
+    assert [d["event"]["dataset"] for d in docs].count("dtls.handshake") == 1

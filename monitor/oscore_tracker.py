@@ -163,6 +163,18 @@ class OscoreTracker:
         self._index()
         return added
 
+    def reload(self, keys: KeyStore) -> None:
+        """A new keys file (SIGHUP): forget derived keys and all state tied to old contexts."""
+        self.keys = keys
+        self._indexed = 0
+        self._by_sender.clear()
+        self._contexts.clear()
+        self._windows.clear()     # indexed by configuration position, which may have changed
+        self._active.clear()
+        for req in self._pending.values():
+            req.candidates, req.verified = [], False
+        self._index()
+
     def _index(self) -> None:
         # KeyStore.oscore only grows (harvesting appends), so index the new tail lazily.
         configs = self.keys.oscore

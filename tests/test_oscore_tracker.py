@@ -178,3 +178,12 @@ def test_state_is_bounded_and_evictions_counted():
     # Every evicted flow still produced its summary, and close() flushes the rest.
     docs += tr.close()
     assert sum(d["event"]["action"] == "context-summary" for d in docs) == 12
+
+
+def test_reload_replaces_contexts():
+    tr = OscoreTracker(KeyStore())
+    assert tr.unprotect(_dgram(CLIENT, SERVER), request(None, piv=1), True).error == "no context"
+    tr.reload(KeyStore(oscore=[CFG]))
+    assert tr.unprotect(_dgram(CLIENT, SERVER, 2), request(None, piv=2, token=b"\x02"), True).decrypted
+    tr.reload(KeyStore())
+    assert tr.unprotect(_dgram(CLIENT, SERVER, 3), request(None, piv=3, token=b"\x03"), True).error == "no context"

@@ -46,6 +46,8 @@ AEADS: dict[int, Aead] = {a.number: a for a in (
     Aead(24, "ChaCha20/Poly1305", 32, 12, 16, "chacha"),
 )}
 
+CONFIGURED = object()     # "use the ID Context of the configuration" (None means "no ID Context")
+
 _HASHES = {"sha256": hashes.SHA256, "sha512": hashes.SHA512}
 
 
@@ -97,9 +99,9 @@ class Context:
     _server_cipher: object = field(repr=False, default=None)
 
     @classmethod
-    def derive(cls, cfg: OscoreContextConfig, id_context: bytes | None = ...) -> "Context":
-        """Derive keys; `id_context` overrides the configured one (Appendix B.2 re-derivation)."""
-        idc = cfg.id_context if id_context is ... else id_context
+    def derive(cls, cfg: OscoreContextConfig, id_context: bytes | None | object = CONFIGURED) -> "Context":
+        """Derive keys; an `id_context` given overrides the configured one (B.2 re-derivation)."""
+        idc = cfg.id_context if id_context is CONFIGURED else id_context
         alg = AEADS[cfg.aead]
         ctx = cls(cfg, idc, alg, derive_key(cfg, cfg.client_id, idc), derive_key(cfg, cfg.server_id, idc),
                   derive_common_iv(cfg, idc))

@@ -13,7 +13,7 @@ Every table is bounded; evictions are counted in `stats`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from parsers import coap
 from parsers import oscore as wire
@@ -343,8 +343,8 @@ class OscoreTracker:
         flow.decrypted += 1
         if result.replay:
             flow.replays += 1
-            rf = events.Facts(**{**facts.__dict__, "piv": int.from_bytes(piv, "big"),
-                                 "extra": {"replay": {"kind": verdict, "count": flow.replays}}})
+            rf = replace(facts, piv=int.from_bytes(piv, "big"),
+                         extra={"replay": {"kind": verdict, "count": flow.replays}})
             result.documents.append(self._doc(dgram, "replay", "failure", rf, client, server))
         if msg.is_request and opt.kid_context is not None:
             fkey = (_flow_key(dgram), cand.cfg_index)
@@ -355,8 +355,7 @@ class OscoreTracker:
                 self._active.popitem(last=False)
             if previous != cand.id_context:
                 self.stats["rederived"] += 1
-                rf = events.Facts(**{**facts.__dict__, "extra": {"previous_id_context":
-                                     previous.hex() if previous is not None else None}})
+                rf = replace(facts, extra={"previous_id_context": previous.hex() if previous is not None else None})
                 result.documents.append(self._doc(dgram, "context-rederived", "success", rf, client, server))
         return result
 
@@ -406,8 +405,7 @@ class OscoreTracker:
                                server=server, seq=self._seq, ts_ns=ts_ns)
 
     def _summary(self, flow: _Flow) -> dict:
-        facts = events.Facts(**{**flow.facts.__dict__, "extra": {"messages": {
-            "decrypted": flow.decrypted, "replays": flow.replays}}})
+        facts = replace(flow.facts, extra={"messages": {"decrypted": flow.decrypted, "replays": flow.replays}})
         return self._doc(flow.first, "context-summary", "success", facts, flow.client, flow.server,
                          ts_ns=flow.last_ts)
 

@@ -125,7 +125,8 @@ def test_interop_matches_wireshark(name):
 def test_jim_cs_observe_registration_answered_by_4_04():
     """Wireshark 4.0.17 reports "tag check failed" for these responses; they are 4.04 answers
     without Partial IV to FETCH+Observe registrations, and verify with the request's nonce as
-    RFC 8613 §8.3 prescribes. An 8-byte CCM tag cannot verify by chance (2^-64)."""
+    RFC 8613 §8.3 prescribes. An 8-byte CCM tag cannot verify by chance (2^-64), and aiocoap's own
+    OSCORE code reads them the same (tests/test_oscore_aiocoap_crosscheck.py)."""
     got, _, _ = _run("Interop6-jim-cs")
     _, expected = _tshark("Interop6-jim-cs")
     for frame in sorted(JIM_CS_OBSERVE_4_04):

@@ -55,6 +55,9 @@ class PipelineConfig:
     objects: object | None = None           # monitor.objects.ObjectModel
     rules: object | None = None             # monitor.rule_engine.RuleEngine
     max_flows: int = 200_000
+    # Ports where every non-DTLS datagram is taken as CoAP (failures are reported anomalies);
+    # elsewhere CoAP is recognised by content and non-CoAP UDP is ignored silently.
+    coap_ports: frozenset[int] = frozenset({5683, 5685, 5783})
     harvest: bool = True
     # Called with (datagram, message) for every CoAP message parsed, after DTLS and before
     # OSCORE; the differential tests against Wireshark use it. None on the hot path.
@@ -73,6 +76,7 @@ class Pipeline:
         self._anomaly_counts: Counter = Counter()
         self._next_sweep = 0
         self._evicted: list[dict] = []
+        self._coap_ports = self.config.coap_ports
         self._model = self.config.objects
         if self._model is None:
             from .objects import ObjectModel
@@ -109,8 +113,10 @@ class Pipeline:
                     flow.client = session.client
                 for plain in res.plaintexts:
                     self._coap(dgram, plain, carrier, out)
-        elif coap.looks_like_coap(payload):
-            self._coap(dgram, payload, Carrier(), out)
+        elif dgram.dst_port in self._coap_ports or dgram.src_port in self._coap_ports:
+            self._coap(dgram, payload, Carrier(), out)     # CoAP port: anything else is malformed
+        elif coap.looks_like_coap(payload) and self._parses(payload):
+            self._coap(dgram, payload, Carrier(), out)     # CoAP found by content on another port
         else:
             self.stats.other_udp += 1
         if self._evicted:
@@ -222,6 +228,14 @@ class Pipeline:
             events._merge_layer(merged, f)
         security = "dtls+oscore" if carrier.security == "dtls" else "oscore"
         return res.inner, Carrier(security, merged)
+
+    @staticmethod
+    def _parses(payload: bytes) -> bool:
+        try:
+            coap.parse(payload)
+        except ParseError:
+            return False
+        return True
 
     def _anomaly(self, dgram: Datagram, reason: str, detail: str, out: list[dict]) -> None:
         self.stats.decode_errors[reason] += 1

@@ -43,8 +43,8 @@ def _tshark(name: str) -> tuple[dict[str, int], dict[int, dict]]:
     return summary, frames
 
 
-def _run(name: str) -> tuple[dict[int, tuple], OscoreTracker, list[dict]]:
-    tracker = OscoreTracker(_keys())
+def _run(name: str, keys: KeyStore | None = None) -> tuple[dict[int, tuple], OscoreTracker, list[dict]]:
+    tracker = OscoreTracker(_keys() if keys is None else keys)
     out, docs = {}, []
     with gzip.open(INTEROP / f"{name}.pcapng.gz") as fh:
         packets = rdpcap(fh)
@@ -171,3 +171,19 @@ def test_christian_cs_replayed_requests_flagged():
     for frame in (15, 16, 28, 29):          # retransmissions of frames 14 and 27
         assert got[frame][0].decrypted and not got[frame][0].replay
     assert tracker.stats["retransmissions"] > 0
+
+
+@pytest.mark.parametrize("name", ["Interop6-christian-cs", "Interop6-jim-ss", "Interop6-jim-cs"])
+def test_interop_without_keys_matches_wireshark(name):
+    """No keys: Wireshark says "context not set" for every OSCORE frame; we say "no context"."""
+    summary = {}
+    for line in (INTEROP / f"{name}.pcapng.gz.NOKEY.tshark.txt").read_text().splitlines():
+        if ": " in line and not line.startswith("#"):
+            k, v = line.split(": ", 1)
+            summary[k] = int(v)
+    got, tracker, docs = _run(name, KeyStore())
+    verdicts = [_verdict(r) for f, (r, _) in got.items() if f not in JIM_CS_GET_WITHOUT_PAYLOAD or
+                name != "Interop6-jim-cs"]
+    assert len(verdicts) == summary["oscore_frames"] == summary["oscore_context_not_set"]
+    assert set(verdicts) == {"no_context"}
+    assert tracker.stats["decrypted"] == 0

@@ -28,6 +28,7 @@ from .keys import KeyStore
 
 SERVER_PORTS = (5684, 5683, 5784, 5783, 4433, 443)   # best guess for mid-session role
 MAX_MESSAGE = 1 << 16        # largest handshake message we reassemble
+MAX_PARTIAL = 16             # handshake messages in reassembly per session
 _REPLAY_WINDOW = 64
 
 Address = tuple[str, int]
@@ -300,8 +301,10 @@ class DtlsTracker:
                 res: DtlsResult) -> None:
         """A protected record we cannot open: still tells us the handshake's progress."""
         f = sess.facts
-        if ctype == p.HANDSHAKE:
-            # The first protected handshake message after CCS is Finished (RFC 6347 §4.2.6).
+        finished_pending = not (f.client_finished if from_client else f.server_finished)
+        if ctype == p.HANDSHAKE or (ctype == p.TLS12_CID and finished_pending and from_client in sess.ccs):
+            # The first protected handshake message after CCS is Finished (RFC 6347 §4.2.6);
+            # with a CID the content type is hidden, but the first record after CCS is it too.
             if from_client and not f.client_finished:
                 f.client_finished = True
                 f.history += "F"
@@ -446,6 +449,9 @@ class DtlsTracker:
                     res.anomalies.append("dtls.handshake_too_large")
                     continue
                 part = sess.partial.get(key)
+                if part is None and len(sess.partial) >= MAX_PARTIAL:
+                    res.anomalies.append("dtls.handshake_fragments_overflow")
+                    continue
                 if part is None:
                     part = sess.partial[key] = _Partial(fr.msg_type, fr.length)
                 body = part.add(fr.fragment_offset, fr.body)

@@ -128,3 +128,29 @@ def test_cid_session_survives_client_address_change():
     assert len(plain) == 28 and t.stats["failed_mac"] == 0
     assert t.stats["sessions"] == 1 and t.stats["cid_address_changes"] == 1
     assert [d["event"]["dataset"] for d in docs].count("dtls.handshake") == 1
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_GOOD = {b"DTLS1.2 test using GnuTLS 3.5.8\n", b"Works for me!\n"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=0, max_value=len(WS) - 1), st.integers(min_value=0),
+       st.integers(min_value=1, max_value=255), st.booleans())
+def test_corrupted_datagram_never_crashes_nor_yields_garbage(which, pos, xor, truncate):
+    """Flip a byte (or cut) anywhere in one datagram of a real session: the tracker must carry
+    on, and every plaintext it emits must be one the peers really sent."""
+    victim = WS[which].payload
+    if truncate:
+        payload = victim[:pos % len(victim)]
+    else:
+        i = pos % len(victim)
+        payload = victim[:i] + bytes([victim[i] ^ xor]) + victim[i + 1:]
+    dgrams = list(WS)
+    dgrams[which] = dataclasses.replace(WS[which], payload=payload)
+    t = DtlsTracker(ws_keys())
+    plain, docs, _ = feed_all(t, dgrams)
+    assert set(plain) <= _GOOD
+    assert all(d["event"]["dataset"] in ("dtls.handshake", "dtls.alert") for d in docs)

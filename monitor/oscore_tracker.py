@@ -4,8 +4,9 @@ replay facts and the ID Context re-derivation of RFC 8613 Appendix B.2.
 `OscoreTracker.unprotect(dgram, msg, from_client)` never raises for bad input: every outcome is
 an `OscoreResult` whose `error` names what went wrong ("no context", "tag check failed", ...).
 Context choice: a request's kid is matched against client_id (request from the LwM2M client)
-or server_id (request from the LwM2M server), and its kid context (if any) is used as the ID
-Context; every candidate is tried and the one whose tag verifies is accepted. A response is
+or server_id (request from the LwM2M server), the caller's role guess first, and its kid context
+(if any) is used as the ID Context; every candidate is tried and the one whose tag verifies is
+accepted (its role is then `OscoreResult.from_client`). A response is
 linked to its request by (requester, responder, token) and reuses the request's context, kid and
 Partial IV (as AAD, and as nonce when it carries no Partial IV of its own).
 Every table is bounded; evictions are counted in `stats`.
@@ -145,7 +146,7 @@ class OscoreTracker:
         self.stats: dict[str, int] = dict.fromkeys((
             "messages", "decrypted", "tag_failed", "no_context", "malformed", "no_request",
             "replays", "nonce_reuses", "retransmissions", "contexts_derived", "context_evictions",
-            "pending_evictions", "flow_evictions", "window_evictions", "rederived"), 0)
+            "pending_evictions", "flow_evictions", "window_evictions", "rederived", "role_hint_wrong"), 0)
         self._indexed = 0
         self._by_sender: dict[bytes, list[tuple[int, bool]]] = {}   # Sender ID -> [(cfg, is client)]
         self._contexts: OrderedDict[tuple[int, bytes | None], Context | None] = OrderedDict()
@@ -230,8 +231,6 @@ class OscoreTracker:
         candidates: list[_Candidate] = []
         rederive: list[_Candidate] = []
         for cfg_index, is_client in self._by_sender.get(opt.kid, ()):
-            if from_client is not None and is_client != from_client:
-                continue
             cfg = self.keys.oscore[cfg_index]
             if opt.kid_context is not None:
                 # The kid context names the ID Context (§5.1). Configured contexts with that ID
@@ -244,6 +243,10 @@ class OscoreTracker:
                 if active != cfg.id_context:
                     candidates.append(_Candidate(cfg_index, cfg.id_context, is_client))
         candidates += rederive
+        if from_client is not None:
+            # The caller's role guess goes first; the other role is still tried, since a verified
+            # tag proves who sent it better than a guess from addresses.
+            candidates.sort(key=lambda c: c.client_sent != from_client)
         key = (dgram.src, dgram.dst, msg.token)
         for cand in candidates:
             ctx = self._context(cand.cfg_index, cand.id_context)
@@ -254,6 +257,8 @@ class OscoreTracker:
                 continue
             plain = ctx.open(cand.client_sent, nonce, wire.aad(ctx.alg.number, opt.kid, opt.piv), msg.payload)
             if plain is not None:
+                if from_client is not None and cand.client_sent != from_client:
+                    self.stats["role_hint_wrong"] += 1
                 self._remember(key, _Request(opt.kid, opt.piv, [cand], True))
                 return self._verified(dgram, msg, opt, ctx, cand, cand.client_sent, plain, opt.piv, nonce=nonce)
         self._remember(key, _Request(opt.kid, opt.piv, candidates, False))

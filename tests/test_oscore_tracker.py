@@ -66,13 +66,17 @@ def test_request_response_and_lwm2m_fields():
     assert seen["client"] == {"ip": CLIENT[0], "port": CLIENT[1]} and seen["oscore"]["sender"] == "client"
 
 
-def test_server_request_needs_server_id_and_role():
+def test_server_request_and_wrong_role_guess():
     tr = OscoreTracker(KeyStore(oscore=[CFG]))
     req = request(None, piv=1, client=False)                    # kid 5e, LwM2M server -> client
     assert tr.unprotect(_dgram(SERVER, CLIENT), req, False).decrypted
-    # The same kid claimed by the other role matches no context.
-    wrong = tr.unprotect(_dgram(CLIENT, SERVER, 2), request(None, piv=2, client=False, token=b"\x02"), True)
-    assert not wrong.decrypted and wrong.error == "no context"
+    # A wrong role guess from the caller costs a second try; the tag tells the real sender.
+    guess = tr.unprotect(_dgram(CLIENT, SERVER, 2), request(None, piv=2, client=False, token=b"\x02"), True)
+    assert guess.decrypted and guess.from_client is False and tr.stats["role_hint_wrong"] == 1
+    # A kid that is nobody's Sender ID matches no context.
+    other = OscoreContextConfig(CFG.master_secret, CFG.master_salt, None, h("77"), h("78"))
+    stranger = tr.unprotect(_dgram(CLIENT, SERVER, 3), request(None, piv=3, token=b"\x03", cfg=other), True)
+    assert not stranger.decrypted and stranger.error == "no context"
 
 
 def test_wrong_secret_is_tag_failure_not_garbage():

@@ -58,7 +58,7 @@ def _dtls(f: DtlsSessionFacts) -> dict:
     d["cookie_exchange"] = f.cookie_exchange
     if f.key_source:
         d["key_source"] = f.key_source
-    if f.decrypt_error and not f.decrypted:
+    if f.decrypt_error:
         d["decrypt_error"] = f.decrypt_error
     if f.finished_verified is not None:
         d["finished_verified"] = f.finished_verified

@@ -84,9 +84,7 @@ def build_config(args):
     if args.keys:
         keys = load(args.keys)
     from .objects import ObjectModel
-    model = ObjectModel.builtin()
-    if args.objects:
-        model = model.with_directory(args.objects)
+    model = ObjectModel.load(*([args.objects] if args.objects else []))
     rules = None
     if not args.no_rules:
         try:
@@ -103,8 +101,8 @@ def config_errors():
     from .keys import KeysError
     errors: list[type[Exception]] = [KeysError]
     try:
-        from .objects import ObjectModelError
-        errors.append(ObjectModelError)
+        from .objects import ObjectDefinitionError
+        errors.append(ObjectDefinitionError)
     except ImportError:
         pass
     try:

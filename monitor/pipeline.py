@@ -80,7 +80,7 @@ class Pipeline:
         self._model = self.config.objects
         if self._model is None:
             from .objects import ObjectModel
-            self._model = ObjectModel.builtin()
+            self._model = ObjectModel.load()
         from .dtls_tracker import DtlsTracker
         from .oscore_tracker import OscoreTracker
         self.dtls = DtlsTracker(self.keys)
@@ -458,8 +458,8 @@ class Pipeline:
             parts = v.path.strip("/").split("/")
             if len(parts) >= 3 and parts[0] in ("0", "21"):
                 inst = "/" + "/".join(parts[:2])
-                raw = getattr(v, "raw", None)
-                secrets_by_instance.setdefault(inst, {})[int(parts[2])] = raw if raw is not None else v.value
+                keep = v.raw if (v.secret or v.type == "opaque") and v.raw is not None else v.value
+                secrets_by_instance.setdefault(inst, {})[int(parts[2])] = keep
             if v.path == "/5/0/1" and isinstance(v.value, str):
                 f.firmware_uri = v.value
         f.values = values

@@ -5,7 +5,8 @@ Actions:
 - `context-rederived`: a new ID Context verified on a flow that used another (RFC 8613 B.2);
 - `decryption-failed`: first message of a (flow, kid, error) that could not be decrypted;
 - `replay`: a verified message reused a Partial IV of the same context and sender;
-- `context-summary`: at close or eviction, the counts of one (flow, kid, ID Context).
+- `context-summary`: at close or eviction, the counts of one (flow, sender, kid, ID Context)
+  (outcome success), or of one (flow, kid, error) that never decrypted (outcome failure).
 Secrets never appear: the context is named by the first 8 hex digits of SHA-256 of its master
 secret (`oscore.context.fingerprint`).
 """

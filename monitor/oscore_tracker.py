@@ -154,7 +154,7 @@ class OscoreTracker:
         self._windows: OrderedDict[tuple[int, bytes | None, bool], _Window] = OrderedDict()
         self._active: OrderedDict[tuple[tuple, int], bytes | None] = OrderedDict()  # B.2 current ID Context
         self._flows: OrderedDict[tuple, _Flow] = OrderedDict()
-        self._failed_seen: OrderedDict[tuple, None] = OrderedDict()
+        self._failed_flows: OrderedDict[tuple, _Flow] = OrderedDict()   # (flow, kid, error)
         self._seq = 0
 
     # --- configuration -----------------------------------------------------------------
@@ -391,16 +391,21 @@ class OscoreTracker:
     def _failed(self, dgram: Datagram, kid: bytes | None, kid_context: bytes | None, piv: bytes | None,
                 error: str, from_client: bool | None) -> OscoreResult:
         result = OscoreResult(None, kid, kid_context, piv, False, error, from_client=from_client)
-        # One document per (flow, kid, error) on first occurrence; counts go in `stats`.
+        # One document per (flow, kid, error) on first occurrence; the count comes in its summary.
         key = (_flow_key(dgram), kid, error)
-        if key not in self._failed_seen:
-            self._failed_seen[key] = None
-            if len(self._failed_seen) > self.max_contexts:
-                self._failed_seen.popitem(last=False)
+        flow = self._failed_flows.get(key)
+        if flow is None:
             client, server = _roles(dgram, from_client)
             facts = events.Facts(kid=kid, kid_context=kid_context,
                                  piv=None if piv is None else int.from_bytes(piv, "big"), error=error)
+            flow = self._failed_flows[key] = _Flow(dgram, client, server, facts)
             result.documents.append(self._doc(dgram, "decryption-failed", "failure", facts, client, server))
+            if len(self._failed_flows) > self.max_contexts:
+                _, old = self._failed_flows.popitem(last=False)
+                self.stats["flow_evictions"] += 1
+                result.documents.append(self._summary(old))
+        flow.failed += 1
+        flow.last_ts = dgram.ts_ns
         return result
 
     def _doc(self, dgram: Datagram, action: str, outcome: str, facts: events.Facts,
@@ -410,14 +415,21 @@ class OscoreTracker:
                                server=server, seq=self._seq, ts_ns=ts_ns)
 
     def _summary(self, flow: _Flow) -> dict:
-        facts = replace(flow.facts, extra={"messages": {"decrypted": flow.decrypted, "replays": flow.replays}})
-        return self._doc(flow.first, "context-summary", "success", facts, flow.client, flow.server,
-                         ts_ns=flow.last_ts)
+        if flow.failed:
+            counts = {"failed": flow.failed}
+            facts = replace(flow.facts, piv=None, extra={"messages": counts})
+        else:
+            counts = {"decrypted": flow.decrypted, "replays": flow.replays}
+            facts = replace(flow.facts, extra={"messages": counts})
+        return self._doc(flow.first, "context-summary", "failure" if flow.failed else "success", facts,
+                         flow.client, flow.server, ts_ns=flow.last_ts)
 
     def close(self) -> list[dict]:
         """Summary documents of every flow still held (Zeek-style flush at the end)."""
         docs = [self._summary(flow) for flow in self._flows.values()]
+        docs += [self._summary(flow) for flow in self._failed_flows.values()]
         self._flows.clear()
+        self._failed_flows.clear()
         return docs
 
 

@@ -173,7 +173,9 @@ def test_wrong_master_secret_never_decrypts():
         assert res.error == "tag check failed", frame
         assert "lwm2m" not in res.lwm2m_fields()
     assert tracker.stats["decrypted"] == 0
-    assert {d["event"]["action"] for d in docs} == {"decryption-failed"}
+    assert {d["event"]["action"] for d in docs} == {"decryption-failed", "context-summary"}
+    failed = [d["oscore"]["messages"]["failed"] for d in docs if d["event"]["action"] == "context-summary"]
+    assert sum(failed) == len(got) and all(d["event"]["outcome"] == "failure" for d in docs)
     assert store.oscore[0].master_secret.hex() not in json.dumps(docs)
 
 

@@ -81,7 +81,7 @@ def test_tracker_never_raises_on_prefix_plus_noise(data, from_client):
         assert msg.payload in {coap.parse(p).payload for p in PROTECTED}
     else:
         assert res.error
-    assert len(TRACKER._pending) <= 64 and len(TRACKER._contexts) <= 64
+    assert len(TRACKER._pending) <= 64 and len(TRACKER._contexts) <= 64 and len(TRACKER._failed_flows) <= 64
 
 
 @settings(max_examples=300, deadline=None)

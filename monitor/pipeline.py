@@ -446,7 +446,8 @@ class Pipeline:
                 entry["name"] = v.name
             if v.secret:
                 entry["value"] = self._redact(v)
-                f.credential_paths.append(v.path)
+                if v.raw is None or v.raw:                      # an empty key carries nothing
+                    f.credential_paths.append(v.path)
             elif v.type == "opaque" and isinstance(v.value, str) and len(v.value) > 2 * MAX_INLINE_OPAQUE:
                 raw = bytes.fromhex(v.value)
                 entry["value"] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}

@@ -22,7 +22,8 @@ CAPTURES = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(PCAPS
 CAPTURES += [n for n in ("leshan-psk-ccm8", "leshan-psk-cid")
              if os.path.exists(os.path.join(PCAPS, n + ".pcap"))]
 # made by pcaps/make_dtls_cbc_mte_captures.py: text lines, not CoAP, on port 5685
-TEXT_CAPTURES = {"dtls-openssl-dtls10-psk-aes128-cbc-sha", "dtls-openssl-psk-aes256-cbc-sha384-mte"}
+TEXT_CAPTURES = {"dtls-openssl-dtls10-psk-aes128-cbc-sha", "dtls-openssl-psk-aes256-cbc-sha384-mte",
+                 "dtls-openssl-ticket-resumption"}
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 
 
@@ -205,3 +206,15 @@ def test_mac_then_encrypt_cbc(name, version, cipher):
     assert hs["dtls"]["encrypt_then_mac"] is False and hs["dtls"]["finished_verified"] is True
     assert run.plaintexts == [b"client line one: MAC-then-encrypt\n", b"client line two\n",
                               b"server says hello\n"]
+
+
+@_only("dtls-openssl-ticket-resumption")
+def test_ticket_resumption_reuses_master_secret():
+    """The first session had no session id, only a NewSessionTicket: the abbreviated handshake
+    can only be opened through the ticket -> master secret map."""
+    run = Run("dtls-openssl-ticket-resumption")
+    full, resumed = run.handshakes
+    assert "session_id" not in full["dtls"]["server"] and "t" in full["dtls"]["history"]
+    assert resumed["event"]["action"] == "resumption" and resumed["dtls"]["resumption"] == "ticket"
+    assert resumed["dtls"]["history"] == "CvCsfF" and resumed["dtls"]["finished_verified"] is True
+    assert len(run.plaintexts) == 6 and run.tracker.stats["failed_mac"] == 0

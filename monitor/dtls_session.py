@@ -9,10 +9,13 @@ lower-case when the server did.
     V hello_verify_request T new_session_ticket    X certificate
     K server_key_exchange  R certificate_request   N server_hello_done
     Y certificate_verify   G client_key_exchange   F finished
-    Q a handshake message we could not read (encrypted, no keys)   Z other/unknown type
+    Z other/unknown type
 
+Without keys the Finished messages cannot be read, but the first protected handshake record
+after ChangeCipherSpec is Finished by definition (RFC 6347 §4.2.6), so it still reads F/f.
 A full PSK handshake with a cookie exchange reads `CvCsnGFf`; with a PSK identity hint
-`CvCsknGFf`; a session-id resumption `CsfF`.
+`CvCsknGFf`; with a session ticket issued `CvCsnGFtf`; an abbreviated (resumed) handshake
+`CvCsfF`.
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ from parsers.tls_suites import Suite
 
 HISTORY_LETTERS = {0: "H", 1: "C", 2: "S", 3: "V", 4: "T", 11: "X", 12: "K", 13: "R", 14: "N",
                    15: "Y", 16: "G", 20: "F"}
-ENCRYPTED_LETTER = "Q"
 UNKNOWN_LETTER = "Z"
 
 Address = tuple[str, int]

@@ -154,3 +154,33 @@ def test_corrupted_datagram_never_crashes_nor_yields_garbage(which, pos, xor, tr
     plain, docs, _ = feed_all(t, dgrams)
     assert set(plain) <= _GOOD
     assert all(d["event"]["dataset"] in ("dtls.handshake", "dtls.alert") for d in docs)
+
+
+ECDSA_PCAP = os.path.join(HERE, "..", "pcaps", "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.pcap")
+
+
+@pytest.mark.skipif(not os.path.exists(ECDSA_PCAP), reason="mbedtls certificate capture not present")
+def test_raw_public_key_certificate_message():
+    """RFC 7250: the Certificate message carries one SubjectPublicKeyInfo. Built from the
+    real server key of the mbed TLS certificate capture (no RPK peer capture exists yet)."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from monitor.dtls_certs import rpk_facts
+    from parsers import dtls
+
+    der = None
+    for d in read_files([ECDSA_PCAP], CaptureStats()):
+        for r in dtls.parse_records(d.payload):
+            if r.epoch == 0 and r.content_type == dtls.HANDSHAKE:
+                for f in dtls.parse_handshake(r.fragment):
+                    if f.msg_type == dtls.CERTIFICATE and f.whole:
+                        der = der or next(iter(dtls.parse_certificate(f.body)), None)  # client's is empty
+    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    (got,) = dtls.parse_certificate(len(spki).to_bytes(3, "big") + spki, raw_public_key=True)
+    facts = rpk_facts(got)
+    assert facts["sha256"] == hashlib.sha256(spki).hexdigest()
+    assert (facts["public_key_algorithm"], facts["public_key_size"]) == ("EC", 256)

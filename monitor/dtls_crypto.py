@@ -94,9 +94,15 @@ def key_block(version: int, suite: Suite, master: bytes, client_random: bytes,
 
 
 def can_decrypt(suite: Suite) -> bool:
-    if suite.mode in ("CCM", "CCM_8", "GCM", "CBC"):
+    if suite.kx in ("tls13", "scsv"):
+        return False
+    if suite.mode in ("CCM", "CCM_8", "GCM"):
         return suite.cipher in ("AES_128", "AES_256")
-    return suite.mode in ("CHACHA20_POLY1305", "NULL") and suite.kx not in ("tls13", "scsv")
+    if suite.mode == "CBC":
+        return suite.cipher in ("AES_128", "AES_256") and suite.mac in ("sha1", "sha256", "sha384")
+    if suite.mode == "NULL":
+        return suite.mac in ("sha1", "sha256", "sha384")      # NULL_WITH_NULL_NULL has no MAC
+    return suite.mode == "CHACHA20_POLY1305"
 
 
 class RecordDecryptor:

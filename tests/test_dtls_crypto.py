@@ -145,3 +145,21 @@ def test_finished_verify_data_on_real_handshake():
     assert fin.msg_type == dtls.FINISHED
     assert fin.body == c.verify_data(DTLS12, "sha256", WS_MASTER, True,
                                      c.transcript_hash(DTLS12, "sha256", msgs))
+
+
+def test_can_decrypt_only_what_is_implemented():
+    yes = [0xC0A8, 0xC0A4, 0x00A8, 0x00A9, 0x008C, 0x00AE, 0x00AF, 0xCCAB, 0xCCAC, 0xD001, 0x00B0]
+    no = [0x0000, 0x1301, 0x00FF, 0x008B, 0x008A, 0xC06A, 0xC094]   # NULL_NULL, TLS 1.3, SCSV, 3DES, RC4, ARIA, Camellia
+    assert all(c.can_decrypt(suite(x)) for x in yes)
+    assert not any(c.can_decrypt(suite(x)) for x in no)
+
+
+def test_null_cipher_record_is_authenticated():
+    s = suite(0x00B0)        # TLS_PSK_WITH_NULL_SHA256: plaintext + HMAC-SHA256
+    import hmac as _hmac
+    key = bytes(range(32))
+    rec_hdr = (1).to_bytes(2, "big") + (5).to_bytes(6, "big") + bytes([23]) + b"\xfe\xfd" + (5).to_bytes(2, "big")
+    tag = _hmac.digest(key, rec_hdr + b"hello", "sha256")     # RFC 5246 §6.2.3.1 MAC input
+    dec = c.RecordDecryptor(s, DTLS12, b"", b"", key)
+    assert dec.open(dtls.Record(23, DTLS12, 1, 5, b"hello" + tag)) == (23, b"hello")
+    assert dec.open(dtls.Record(23, DTLS12, 1, 6, b"hello" + tag)) is None

@@ -2,12 +2,13 @@
 
 The shipped definitions live in `monitor/objects/*.xml` (OMA LWM2M.xsd schema); a user
 directory of the same kind of files (`--objects DIR`) is loaded on top and wins per object.
-A file that cannot be read or does not follow the schema raises `ObjectDefinitionError`
+A file that cannot be read or does not follow the schema raises `ObjectModelError`
 naming the file. Which resources hold secrets is decided here, not in the XML (the schema has
 no such flag).
 """
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ TYPES = {
 SECRET_RESOURCES = frozenset({(0, 3), (0, 4), (0, 5), (0, 8), (21, 0), (21, 5)})
 
 
-class ObjectDefinitionError(ValueError):
+class ObjectModelError(ValueError):
     """An object-definition file is unreadable or breaks the schema; the message names it."""
 
 
@@ -67,13 +68,21 @@ class ObjectModel:
     @classmethod
     def load(cls, *user_dirs: str | Path) -> ObjectModel:
         """The shipped objects, then each user directory in order (later ones override)."""
-        objects = _load_dir(SHIPPED_DIR)
+        model = cls.builtin()
         for d in user_dirs:
-            path = Path(d)
-            if not path.is_dir():
-                raise ObjectDefinitionError(f"{path}: not a directory of object definitions")
-            objects.update(_load_dir(path))
-        return cls(objects)
+            model = model.with_directory(d)
+        return model
+
+    @classmethod
+    def builtin(cls) -> ObjectModel:
+        return cls(_shipped())
+
+    def with_directory(self, directory: str | Path) -> ObjectModel:
+        """A new model: this one plus the directory's objects, which win over same-id ones."""
+        path = Path(directory)
+        if not path.is_dir():
+            raise ObjectModelError(f"{path}: not a directory of object definitions")
+        return ObjectModel({**self._objects, **_load_dir(path)})
 
     def object(self, oid: int) -> ObjectDef | None:
         return self._objects.get(oid)
@@ -89,6 +98,12 @@ class ObjectModel:
         return len(self._objects)
 
 
+@functools.cache
+def _shipped() -> dict[int, ObjectDef]:
+    # parsed once per process; ObjectModel copies the dict, and ObjectDefs are frozen
+    return _load_dir(SHIPPED_DIR)
+
+
 def _load_dir(directory: Path) -> dict[int, ObjectDef]:
     objects: dict[int, ObjectDef] = {}
     for path in sorted(directory.glob("*.xml")):
@@ -101,19 +116,19 @@ def parse_file(path: Path) -> list[ObjectDef]:
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
-        raise ObjectDefinitionError(f"{path}: {exc}") from None
+        raise ObjectModelError(f"{path}: {exc}") from None
     try:
         return parse_tree(root, str(path))
-    except ObjectDefinitionError as exc:
-        raise ObjectDefinitionError(f"{path}: {exc}") from None
+    except ObjectModelError as exc:
+        raise ObjectModelError(f"{path}: {exc}") from None
 
 
 def parse_tree(root: ET.Element, source: str) -> list[ObjectDef]:
     if _local(root.tag) != "LWM2M":
-        raise ObjectDefinitionError(f"root element is <{_local(root.tag)}>, not <LWM2M>")
+        raise ObjectModelError(f"root element is <{_local(root.tag)}>, not <LWM2M>")
     objects = [_object(el, source) for el in root if _local(el.tag) == "Object"]
     if not objects:
-        raise ObjectDefinitionError("no <Object> element")
+        raise ObjectModelError("no <Object> element")
     return objects
 
 
@@ -127,7 +142,7 @@ def _object(el: ET.Element, source: str) -> ObjectDef:
         rid = _int(item.get("ID"), f"object {oid} <Item ID>")
         type_text = (_text(item, "Type") or "").strip().lower()
         if type_text not in TYPES:
-            raise ObjectDefinitionError(f"object {oid} resource {rid}: unknown <Type> {type_text!r}")
+            raise ObjectModelError(f"object {oid} resource {rid}: unknown <Type> {type_text!r}")
         resources[rid] = ResourceDef(
             object_id=oid,
             id=rid,
@@ -168,7 +183,7 @@ def _int(text: str | None, what: str) -> int:
     try:
         value = int((text or "").strip())
     except ValueError:
-        raise ObjectDefinitionError(f"{what} is not an integer: {text!r}") from None
+        raise ObjectModelError(f"{what} is not an integer: {text!r}") from None
     if not 0 <= value <= 65535:
-        raise ObjectDefinitionError(f"{what} out of range 0..65535: {value}")
+        raise ObjectModelError(f"{what} out of range 0..65535: {value}")
     return value

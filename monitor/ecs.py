@@ -15,10 +15,18 @@ from datetime import datetime, timezone
 Address = tuple[str, int]
 
 
+_SECOND_TEXT: dict[int, str] = {}
+
+
 def timestamp(ts_ns: int) -> str:
     """ISO 8601 UTC with microseconds, from packet time."""
     secs, ns = divmod(ts_ns, 1_000_000_000)
-    return datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}Z"
+    text = _SECOND_TEXT.get(secs)
+    if text is None:
+        if len(_SECOND_TEXT) > 4096:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[secs] = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{ns // 1000:06d}Z"
 
 
 def event_id(*parts: object) -> str:
@@ -26,8 +34,21 @@ def event_id(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
+_COMMUNITY: dict[tuple, str] = {}
+
+
 def community_id(src: Address, dst: Address, proto: int = 17, seed: int = 0) -> str:
     """Community ID v1 flow hash (corelight/community-id-spec), ordered so both directions agree."""
+    key = (src, dst, proto, seed)
+    cid = _COMMUNITY.get(key)
+    if cid is None:
+        if len(_COMMUNITY) > 65536:
+            _COMMUNITY.clear()
+        cid = _COMMUNITY[key] = _community_id(src, dst, proto, seed)
+    return cid
+
+
+def _community_id(src: Address, dst: Address, proto: int, seed: int) -> str:
     sip, dip = ipaddress.ip_address(src[0]).packed, ipaddress.ip_address(dst[0]).packed
     sport, dport = src[1], dst[1]
     if (sip, sport) > (dip, dport):

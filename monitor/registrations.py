@@ -49,6 +49,7 @@ class Registry:
         self.by_client: OrderedDict[Address, Registration] = OrderedDict()
         self.by_location: dict[tuple[Address, str], Registration] = {}
         self.bootstrap: OrderedDict[Address, tuple[str, Address]] = OrderedDict()  # client -> (ep, bs server)
+        self.by_endpoint: dict[str, set[Address]] = {}
         self.stats = RegistryStats()
         self.max = max_registrations
 
@@ -80,8 +81,9 @@ class Registry:
 
     def others_live(self, endpoint: str, client: Address, now_ns: int) -> Registration | None:
         """Another unexpired registration of the same endpoint from a different address."""
-        for reg in self.by_client.values():
-            if reg.endpoint == endpoint and reg.client != client and now_ns <= reg.expires_ns():
+        for addr in self.by_endpoint.get(endpoint, ()):
+            reg = self.by_client.get(addr)
+            if reg is not None and addr != client and now_ns <= reg.expires_ns():
                 return reg
         return None
 
@@ -90,6 +92,7 @@ class Registry:
         if old is not None:
             self._remove(old)
         self.by_client[reg.client] = reg
+        self.by_endpoint.setdefault(reg.endpoint, set()).add(reg.client)
         if reg.location:
             self.by_location[(reg.server, reg.location)] = reg
         self.stats.registered += 1
@@ -104,6 +107,9 @@ class Registry:
     def update(self, reg: Registration, client: Address, now_ns: int) -> None:
         if reg.client != client:                  # NAT rebinding seen through update
             self.by_client.pop(reg.client, None)
+            addrs = self.by_endpoint.setdefault(reg.endpoint, set())
+            addrs.discard(reg.client)
+            addrs.add(client)
             reg.client = client
             self.by_client[client] = reg
             self.stats.rebinding += 1
@@ -118,5 +124,10 @@ class Registry:
     def _remove(self, reg: Registration) -> None:
         if self.by_client.get(reg.client) is reg:
             del self.by_client[reg.client]
+            addrs = self.by_endpoint.get(reg.endpoint)
+            if addrs is not None:
+                addrs.discard(reg.client)
+                if not addrs:
+                    del self.by_endpoint[reg.endpoint]
         if reg.location and self.by_location.get((reg.server, reg.location)) is reg:
             del self.by_location[(reg.server, reg.location)]

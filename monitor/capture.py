@@ -7,9 +7,7 @@ that cannot be opened at all raises `CaptureError` before anything is read.
 """
 from __future__ import annotations
 
-import gzip
 import heapq
-import os
 import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
@@ -56,8 +54,8 @@ def read_files(paths: list[str], stats: CaptureStats,
 
     Every file is opened now, so a missing one raises `CaptureError` before any output.
     """
-    streams = [_open(p) for p in paths]
-    iters = [_datagrams(p, f, stats, on_secrets) for p, f in zip(paths, streams)]
+    opened = [_open(p) for p in paths]
+    iters = [_datagrams(p, f, gz, stats, on_secrets) for p, (f, gz) in zip(paths, opened)]
     if len(iters) == 1:
         return iters[0]
     return heapq.merge(*iters, key=_ts)
@@ -67,41 +65,92 @@ def _ts(d: Datagram) -> int:
     return d.ts_ns
 
 
-def _open(path: str) -> BinaryIO:
+def _open(path: str) -> tuple[BinaryIO, bool]:
+    """The opened file and whether it is gzip-compressed (by content, not by name)."""
     try:
         f = open(path, "rb")
     except OSError as e:
         raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from None
     try:
-        if f.read(2) == _GZIP_MAGIC:       # by content, not by name
-            f.seek(0)
-            return gzip.GzipFile(fileobj=f, mode="rb")
+        gz = f.read(2) == _GZIP_MAGIC
         f.seek(0)
     except OSError as e:
         f.close()
         raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from None
-    return f
+    return f, gz
 
 
-def _datagrams(path: str, f: BinaryIO, stats: CaptureStats,
+class _CompressedDamage(Exception):
+    pass
+
+
+def _chunks(f: BinaryIO, gz: bool) -> Iterator[bytes]:
+    """The file's bytes in large chunks, decompressed as they come.
+
+    Decompressing ourselves (not GzipFile) hands over every byte before a damaged or cut
+    gzip stream, and bounds each output chunk (a small bomb cannot fill memory at once).
+    """
+    if not gz:
+        while chunk := f.read(CHUNK):
+            yield chunk
+        return
+    d = zlib.decompressobj(31)
+    fed = False                        # has the current gzip member received bytes?
+    while raw := f.read(CHUNK):
+        while raw:
+            fed = True
+            saved = d.copy()
+            try:
+                out = d.decompress(raw, 4 * CHUNK)
+            except zlib.error as e:
+                yield from _salvage(saved, raw)
+                raise _CompressedDamage(f"corrupt compressed data ({e})") from None
+            if out:
+                yield out
+            if d.eof:                  # a member ended; another may follow (concatenated gzip)
+                raw, d, fed = d.unused_data, zlib.decompressobj(31), False
+            else:
+                raw = d.unconsumed_tail
+    if fed:
+        raise _CompressedDamage("compressed data ends early")
+
+
+def _salvage(d, raw: bytes) -> Iterator[bytes]:
+    """What `d` decompresses from `raw` before the corrupt spot, in small steps."""
+    for i in range(0, len(raw), 256):
+        try:
+            out = d.decompress(raw[i:i + 256])
+        except zlib.error:
+            return
+        if out:
+            yield out
+        if d.eof:
+            return
+
+
+def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                on_secrets: SecretsSink | None) -> Iterator[Datagram]:
     stats.files += 1
     reader = Reader()
     reasm = Reassembler()
     frame = 0
     malformed = stats.malformed
+    chunks = _chunks(f, gz)
     try:
         while True:
             try:
-                chunk = f.read(CHUNK)
+                chunk = next(chunks, b"")
                 records = reader.feed(chunk) if chunk else (reader.close() or [])
             except ParseError as e:
                 stats.errors.append(_damage(path, str(e), frame))
                 return
-            except (OSError, EOFError, zlib.error) as e:   # gzip damage or I/O failure
-                stats.errors.append(
-                    f"{path}: cannot read past byte {reader.offset} (frame {frame + 1}): "
-                    f"{e}; {frame} frames read before")
+            except _CompressedDamage as e:
+                stats.errors.append(_damage(
+                    path, f"{e} at byte {reader.offset} of the uncompressed capture", frame))
+                return
+            except OSError as e:
+                stats.errors.append(_damage(
+                    path, f"read error ({e.strerror or e}) at byte {reader.offset}", frame))
                 return
             for rec in records:
                 if rec.__class__ is not Packet:
@@ -162,5 +211,6 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
 
 def _damage(path: str, message: str, frames: int) -> str:
     """One line: which file, what and where, and how much was read before."""
-    return (f"{os.fspath(path)}: {message} (frame {frames + 1}); "
-            f"{frames} frames read before")
+    if frames == 0:
+        return f"{path}: {message}; no frames read"
+    return f"{path}: {message} (frame {frames + 1}); {frames} frames read before"

@@ -2,8 +2,9 @@
 
 Contract: `Reader.feed(chunk)` returns the records completed by that chunk (a list, maybe
 empty: "incomplete" is a normal state); it raises `Malformed` when the bytes cannot be a
-capture file, and `Truncated` from `close()` when the input ended inside the header or a
-record. Error messages name the byte offset of the damage. Nothing else is raised.
+capture file (after first returning the records before the damage), and `close()` raises
+`Truncated` when the input ended inside the header or a record. Error messages name the
+byte offset of the damage. Nothing else is raised.
 
 Supported: pcap in both byte orders with microsecond (a1b2c3d4) and nanosecond (a1b23c4d)
 magic; pcapng sections of either byte order, several interfaces each with its own link type,
@@ -121,6 +122,7 @@ class Reader:
 
     def __init__(self) -> None:
         self._buf = b""
+        self._error: Malformed | None = None
         self._offset = 0            # file offset of self._buf[0]
         self._kind = ""             # "", "pcap" or "pcapng"
         self._rec = None            # struct of a pcap record header
@@ -139,24 +141,38 @@ class Reader:
         return self._offset
 
     def feed(self, chunk: bytes) -> list[Record]:
+        """The records completed by `chunk`. At damage, the records before it are returned
+        first and the `Malformed` error is raised by the next call (feed or close)."""
+        if self._error is not None:
+            raise self._error
         buf = self._buf + chunk if self._buf else bytes(chunk)
         out: list[Record] = []
         pos = 0
-        if not self._kind:
-            pos = self._start(buf, out)
+        try:
             if not self._kind:
-                self._buf = buf
+                pos = self._start(buf, out)
+                if not self._kind:
+                    self._buf = buf
+                    return out
+            if self._kind == "pcap":
+                pos = self._pcap_records(buf, pos, out)
+            else:
+                pos = self._pcapng_blocks(buf, pos, out)
+        except Malformed as e:
+            self._error = e
+            self._buf = b""
+            if out:
                 return out
-        if self._kind == "pcap":
-            pos = self._pcap_records(buf, pos, out)
-        else:
-            pos = self._pcapng_blocks(buf, pos, out)
+            raise
         self._offset += pos
         self._buf = buf[pos:]
         return out
 
     def close(self) -> None:
-        """Declare end of input: raises Truncated if it ended inside the header or a record."""
+        """Declare end of input: raises Truncated if it ended inside the header or a record
+        (or the pending Malformed error of a damaged file)."""
+        if self._error is not None:
+            raise self._error
         if not self._kind:
             if self._buf:
                 raise Truncated(f"truncated file header at byte {self._offset}")

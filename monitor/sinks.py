@@ -1,0 +1,145 @@
+"""Outputs: every sink takes the same documents (plain nested dicts, ../shared/EVENTS.md).
+
+`Sink` is the interface the pipeline driver talks to; `close()` returns a `SinkReport` whose
+counts let the CLI say what happened (and tests prove nothing was lost). File sinks live here;
+the Elasticsearch sink is monitor/es_sink.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SinkReport:
+    """What a sink did. `sent` counts documents stored (written/indexed) by this sink."""
+
+    sink: str
+    sent: int = 0
+    duplicates: int = 0            # already stored (same event.id): delivered, not re-stored
+    dead_lettered: int = 0         # rejected per document, written to the dead-letter file with the reason
+    spooled_remaining: int = 0     # still on disk, not yet delivered
+    retries: int = 0               # requests repeated after a transient failure
+    files: tuple[str, ...] = ()    # files written (NDJSON segments, table, dead-letter, spool)
+    errors: tuple[str, ...] = ()   # last distinct transport errors (no secrets)
+
+
+class Sink(Protocol):
+    def write(self, docs: list[dict]) -> None: ...
+
+    def close(self) -> SinkReport: ...
+
+
+def dumps(doc: dict) -> str:
+    """The one NDJSON encoding: stable key order, compact, UTF-8 kept as is."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class NdjsonSink:
+    """One JSON document per line. With `rotate_bytes`, the file at `path` is closed once it
+    reaches that size and renamed `<stem>.<n:06d><ext>` (n = 1, 2, ... oldest first), and a new
+    `path` is started, so readers find the newest at `path` (live runs). Lines are never split
+    between files. `path` "-" writes to standard output (no rotation)."""
+
+    def __init__(self, path: str, rotate_bytes: int | None = None):
+        if rotate_bytes is not None and rotate_bytes <= 0:
+            raise ValueError("rotate_bytes must be positive")
+        self.path = path
+        self.rotate_bytes = rotate_bytes
+        self._stdout = path == "-"
+        self._sent = 0
+        self._rotated: list[str] = []
+        self._size = 0
+        if self._stdout:
+            import sys
+            self._f = sys.stdout
+        else:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            self._f = open(path, "w", encoding="utf-8", newline="\n")
+
+    def write(self, docs: list[dict]) -> None:
+        if not docs:
+            return
+        if self.rotate_bytes is None or self._stdout:
+            self._f.write("".join(dumps(d) + "\n" for d in docs))
+            self._sent += len(docs)
+            return
+        for d in docs:
+            line = dumps(d) + "\n"
+            self._f.write(line)
+            self._size += len(line.encode("utf-8"))
+            self._sent += 1
+            if self._size >= self.rotate_bytes:
+                self._rotate()
+
+    def _rotate(self) -> None:
+        self._f.close()
+        stem, ext = os.path.splitext(self.path)
+        target = f"{stem}.{len(self._rotated) + 1:06d}{ext}"
+        os.replace(self.path, target)
+        self._rotated.append(target)
+        self._f = open(self.path, "w", encoding="utf-8", newline="\n")
+        self._size = 0
+
+    def close(self) -> SinkReport:
+        if self._stdout:
+            self._f.flush()
+            files: tuple[str, ...] = ()
+        else:
+            self._f.close()
+            files = tuple(self._rotated) + (self.path,)
+        return SinkReport("ndjson", sent=self._sent, files=files)
+
+
+TABLE_FORMATS = ("parquet", "csv")
+
+
+class TableSink:
+    """`--format parquet|csv`: the same documents flattened by `pandas.json_normalize` (one
+    column per dotted field, sorted), written at close. Lists and objects (e.g. `lwm2m.values`,
+    whose values mix numbers and strings) become canonical JSON strings so any column has one
+    type and the table reads back identically."""
+
+    def __init__(self, path: str, format: str):
+        if format not in TABLE_FORMATS:
+            raise ValueError(f"table format must be one of {', '.join(TABLE_FORMATS)}, not {format!r}")
+        self.path = path
+        self.format = format
+        self._docs: list[dict] = []
+
+    def write(self, docs: list[dict]) -> None:
+        self._docs.extend(docs)
+
+    def frame(self):
+        """The DataFrame that close() writes."""
+        import pandas as pd
+
+        df = pd.json_normalize(self._docs, sep=".") if self._docs else pd.DataFrame()
+        df = df.reindex(columns=sorted(df.columns))
+        for col in df.columns:
+            if df[col].dtype == object:
+                cells = [_cell(v) for v in df[col]]
+                kinds = {type(v) for v in cells if v is not None and v == v}
+                if len(kinds) > 1:          # e.g. a field that is a number here, a string there
+                    cells = [None if v is None or v != v else json.dumps(v, ensure_ascii=False) for v in cells]
+                df[col] = cells
+        return df
+
+    def close(self) -> SinkReport:
+        df = self.frame()
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        if self.format == "parquet":
+            df.to_parquet(self.path, index=False)
+        else:
+            df.to_csv(self.path, index=False, lineterminator="\n")
+        return SinkReport(self.format, sent=len(df), files=(self.path,))
+
+
+def _cell(v):
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return v

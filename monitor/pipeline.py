@@ -26,6 +26,19 @@ FLOW_IDLE_NS = 600 * 1_000_000_000
 SWEEP_EVERY_NS = 10 * 1_000_000_000
 ANOMALY_DOCS_PER_REASON = 5          # per flow; the rest are counted (rate limit)
 MAX_INLINE_OPAQUE = 256              # bytes of an opaque value shown as hex; larger ones hashed
+VALUE_CACHE_SIZE = 8192
+VALUE_CACHE_MAX_BODY = 512
+
+
+@dataclass
+class _DecodedValues:
+    """Event values of one payload, as the event builder wants them."""
+
+    values: list[dict] = field(default_factory=list)
+    credential_paths: list[str] = field(default_factory=list)
+    instances: dict[str, dict[int, object]] = field(default_factory=dict)   # /0/i, /21/i resources
+    firmware_uri: str | None = None
+    error: str | None = None
 
 CONTENT_FORMAT_TEXT = 0
 CONTENT_FORMAT_LINK = 40
@@ -77,6 +90,7 @@ class Pipeline:
         self._next_sweep = 0
         self._evicted: list[dict] = []
         self._coap_ports = self.config.coap_ports
+        self._value_cache: dict[tuple, _DecodedValues] = {}
         self._model = self.config.objects
         if self._model is None:
             from .objects import ObjectModel
@@ -434,12 +448,26 @@ class Pipeline:
         if cf == CONTENT_FORMAT_LINK or action in ("discover", "bootstrap-discover"):
             f.links = _link_targets(body)
             return
-        decoded = self._decode(body, cf, f.path, self._model)
-        if decoded.error:
-            f.decode_error = decoded.error
+        dv = self._decoded_values(body, cf, f.path)
+        if dv.error:
+            f.decode_error = dv.error
             self.stats.decode_errors["payload"] += 1
-        values = []
-        secrets_by_instance: dict[str, dict[int, bytes]] = {}
+        f.values = list(dv.values)
+        f.credential_paths = list(dv.credential_paths)
+        f.firmware_uri = dv.firmware_uri
+        if action in ("send", "write-composite") and not f.paths:
+            f.paths = [v["path"] for v in dv.values]
+        if dv.instances and self.config.harvest and action in ("bootstrap-write", "write", "create"):
+            self._harvest(dv.instances)
+
+    def _decoded_values(self, body: bytes, cf: int | None, path: str) -> "_DecodedValues":
+        """Decode a payload into event values; small repeated payloads (telemetry) are cached."""
+        key = (body, cf, path)
+        cached = self._value_cache.get(key)
+        if cached is not None:
+            return cached
+        decoded = self._decode(body, cf, path, self._model)
+        out = _DecodedValues(error=decoded.error)
         for v in decoded.values:
             entry = {"path": v.path, "type": v.type}
             if v.name:
@@ -447,7 +475,7 @@ class Pipeline:
             if v.secret:
                 entry["value"] = self._redact(v)
                 if v.raw is None or v.raw:                      # an empty key carries nothing
-                    f.credential_paths.append(v.path)
+                    out.credential_paths.append(v.path)
             elif v.type == "opaque" and isinstance(v.value, str) and len(v.value) > 2 * MAX_INLINE_OPAQUE:
                 raw = bytes.fromhex(v.value)
                 entry["value"] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
@@ -455,21 +483,21 @@ class Pipeline:
                 entry["value"] = v.value
             if v.timestamp is not None:
                 entry["timestamp"] = v.timestamp
-            values.append(entry)
-            parts = v.path.strip("/").split("/")
-            if len(parts) >= 3 and parts[0] in ("0", "21"):
-                inst = "/" + "/".join(parts[:2])
-                keep = v.raw if (v.secret or v.type == "opaque") and v.raw is not None else v.value
-                secrets_by_instance.setdefault(inst, {})[int(parts[2])] = keep
-            if v.path == "/5/0/1" and isinstance(v.value, str):
-                f.firmware_uri = v.value
-        f.values = values
-        if action == "send" and not f.paths:
-            f.paths = [v["path"] for v in values]
-        if action in ("write-composite",) and not f.paths:
-            f.paths = [v["path"] for v in values]
-        if secrets_by_instance and self.config.harvest and action in ("bootstrap-write", "write", "create"):
-            self._harvest(secrets_by_instance)
+            out.values.append(entry)
+            p = v.path
+            if p.startswith(("/0/", "/21/")):
+                parts = p.strip("/").split("/")
+                if len(parts) >= 3:
+                    inst = "/" + "/".join(parts[:2])
+                    keep = v.raw if (v.secret or v.type == "opaque") and v.raw is not None else v.value
+                    out.instances.setdefault(inst, {})[int(parts[2])] = keep
+            if p == "/5/0/1" and isinstance(v.value, str):
+                out.firmware_uri = v.value
+        if not out.instances and len(body) <= VALUE_CACHE_MAX_BODY:
+            if len(self._value_cache) >= VALUE_CACHE_SIZE:
+                self._value_cache.clear()
+            self._value_cache[key] = out          # key material is never cached
+        return out
 
     def _harvest(self, instances: dict[str, dict[int, object]]) -> None:
         """Keys provisioned in clear become usable for the rest of the run (never output)."""

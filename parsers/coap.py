@@ -80,6 +80,34 @@ class Message:
     token: bytes
     options: tuple[tuple[int, bytes], ...]
     payload: bytes
+    # Options every layer above asks for, decoded once here (the per-packet hot path).
+    _path: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    _query: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    _cf: int | None = field(init=False, repr=False, compare=False, default=None)
+    _observe: int | None = field(init=False, repr=False, compare=False, default=None)
+    _accept: int | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        path: list[str] = []
+        query: list[str] = []
+        cf = observe = accept = None
+        for n, v in self.options:
+            if n == URI_PATH:
+                path.append(v.decode("utf-8", "replace"))
+            elif n == URI_QUERY:
+                query.append(v.decode("utf-8", "replace"))
+            elif n == CONTENT_FORMAT and cf is None:
+                cf = int.from_bytes(v, "big")
+            elif n == OBSERVE and observe is None:
+                observe = int.from_bytes(v, "big")
+            elif n == ACCEPT and accept is None:
+                accept = int.from_bytes(v, "big")
+        setter = object.__setattr__
+        setter(self, "_path", tuple(path))
+        setter(self, "_query", tuple(query))
+        setter(self, "_cf", cf)
+        setter(self, "_observe", observe)
+        setter(self, "_accept", accept)
 
     # --- codes -------------------------------------------------------------------------
     @property
@@ -126,11 +154,11 @@ class Message:
 
     @property
     def uri_path(self) -> tuple[str, ...]:
-        return tuple(v.decode("utf-8", "replace") for v in self.option_values(URI_PATH))
+        return self._path
 
     @property
     def uri_query(self) -> tuple[str, ...]:
-        return tuple(v.decode("utf-8", "replace") for v in self.option_values(URI_QUERY))
+        return self._query
 
     @property
     def location_path(self) -> tuple[str, ...]:
@@ -138,15 +166,15 @@ class Message:
 
     @property
     def content_format(self) -> int | None:
-        return self.uint_option(CONTENT_FORMAT)
+        return self._cf
 
     @property
     def accept(self) -> int | None:
-        return self.uint_option(ACCEPT)
+        return self._accept
 
     @property
     def observe(self) -> int | None:
-        return self.uint_option(OBSERVE)
+        return self._observe
 
     @property
     def block1(self) -> Block | None:

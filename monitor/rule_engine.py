@@ -1,0 +1,439 @@
+"""Sigma rules evaluated in the pipeline: load + validate, match every document, fold, correlate.
+
+`RuleEngine.from_paths(builtin_dir, extra_dirs, config)`; `engine.process(doc) -> alerts`
+(after `rule_facts.enrich(doc)`), `engine.close() -> alerts` (folded alerts still pending).
+pySigma parses each rule file and its condition; `sigma_compile` turns the parsed detection
+into one predicate per rule, once. Correlation rules (`event_count`, `value_count`) run in
+packet time. Repeats of the same cause (rule + endpoint, else rule + source address) within
+the fold window give one immediate alert, then one folded alert with the count at window end.
+
+Informational rules follow the Sigma level's meaning ("enrichment, no alerting"): a hit adds
+the rule name to the document's `tags`; `informational: alert` in the config turns them into
+alerts. A rule's `severity_mapping` (Kibana's notion) raises the level when a field has a value.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from . import rule_facts
+from .alerts import RuleInfo, alert_document, ts_ns
+from .ecs import get_path, timestamp
+from .sigma_compile import Unsupported, compile_rule, detection_fields, field_getter
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "rules"
+LEVELS = ("informational", "low", "medium", "high", "critical")
+PRODUCT = "lwm2m-monitor"
+DEFAULT_FOLD_S = 300
+SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+MAX_GROUPS = 100_000                     # correlation groups and fold states are bounded
+
+
+class RuleError(ValueError):
+    """A rule file or the rule configuration is invalid; the message names file and line."""
+
+
+@dataclass
+class Rule:
+    info: RuleInfo
+    level: str
+    path: str
+    category: str | None                  # logsource category = event.dataset it applies to
+    match: Callable[[dict], bool]
+    fields: frozenset[str]
+    severity_mapping: tuple[tuple[Callable, str, str], ...] = ()
+    fold_ns: int = DEFAULT_FOLD_S * 10**9
+    enabled: bool = True
+    silent: bool = False                   # a correlation's base rule: feeds it, raises nothing
+    correlations: list["Correlation"] = field(default_factory=list)
+    sigma: object = None
+
+
+@dataclass
+class Correlation:
+    info: RuleInfo
+    level: str
+    path: str
+    kind: str                               # event_count | value_count
+    base: tuple[str, ...]
+    group_by: tuple[str, ...]
+    timespan_ns: int
+    op: str
+    threshold: int
+    value_field: str | None
+    fold_ns: int = DEFAULT_FOLD_S * 10**9
+    enabled: bool = True
+    sigma: object = None
+    windows: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Fold:
+    rule: object
+    level: str
+    window_end: str                          # ISO time: string order is time order
+    first: str
+    last: str
+    last_doc: dict
+    group: str | None
+    count: int = 0                            # repeats after the immediate alert
+    ids: list[str] = field(default_factory=list)
+
+
+def _line_of(text: str, *needles: str) -> int:
+    for needle in needles:
+        if not needle:
+            continue
+        for i, line in enumerate(text.splitlines(), 1):
+            if needle in line:
+                return i
+    return 1
+
+
+def _duration_ns(value, where: str) -> int:
+    if isinstance(value, (int, float)):
+        return int(value * 10**9)
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", str(value))
+    if not m:
+        raise RuleError(f"{where}: duration {value!r} is not like 30s, 5m, 1h, 1d")
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] * 10**9
+
+
+def _info(sigma_rule, category: str) -> RuleInfo:
+    return RuleInfo(name=sigma_rule.name, id=str(sigma_rule.id), title=sigma_rule.title,
+                    description=(sigma_rule.description or "").strip(),
+                    references=tuple(sigma_rule.references or ()), category=category,
+                    tags=tuple(str(t) for t in (sigma_rule.tags or ())))
+
+
+def _level(sigma_rule) -> str:
+    return sigma_rule.level.name.lower() if sigma_rule.level is not None else "medium"
+
+
+def load_file(path: str) -> list:
+    """Parses one rule file into `Rule`/`Correlation` objects (correlation bases unresolved)."""
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaError
+    from sigma.rule import SigmaRule
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else 1
+        raise RuleError(f"{path}:{line}: YAML error: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise RuleError(f"{path}:1: not a Sigma rule (one YAML mapping per file)")
+    try:
+        cls = SigmaCorrelationRule if "correlation" in raw else SigmaRule
+        sigma_rule = cls.from_dict(raw)
+    except SigmaError as exc:
+        msg = str(exc)
+        quoted = re.findall(r"'([^']+)'", msg)
+        raise RuleError(f"{path}:{_line_of(text, *quoted, 'detection:')}: {msg}") from None
+    name = raw.get("name")
+    if not isinstance(name, str) or not SLUG.match(name):
+        raise RuleError(f"{path}:{_line_of(text, 'name:')}: `name` must be a lower-case slug like nosec-transport")
+    if "id" not in raw:
+        raise RuleError(f"{path}:1: `id` (UUID) is missing")
+    where = f"{path}:{_line_of(text, 'level:')}"
+    level = _level(sigma_rule)
+    if isinstance(sigma_rule, SigmaCorrelationRule):
+        c = sigma_rule
+        cond = c.condition
+        return [Correlation(
+            info=_info(c, "correlation"), level=level, path=path, kind=c.type.name.lower(),
+            base=tuple(r.reference for r in c.rules), group_by=tuple(c.group_by or ()),
+            timespan_ns=int(c.timespan.seconds) * 10**9, op=cond.op.name.lower(), threshold=int(cond.count),
+            value_field=cond.fieldref, sigma=c)]
+    assert isinstance(sigma_rule, SigmaRule)
+    ls = raw.get("logsource") or {}
+    if ls.get("product") != PRODUCT:
+        raise RuleError(f"{path}:{_line_of(text, 'product:', 'logsource:')}: logsource.product must be {PRODUCT}")
+    try:
+        match = compile_rule(sigma_rule)
+        used = detection_fields(sigma_rule)
+    except Unsupported as exc:
+        raise RuleError(f"{path}:{_line_of(text, 'detection:')}: {exc}") from None
+    mapping = []
+    for i, m in enumerate(raw.get("severity_mapping") or ()):
+        if not isinstance(m, dict) or not {"field", "value", "level"} <= set(m) or m["level"] not in LEVELS:
+            raise RuleError(f"{path}:{_line_of(text, 'severity_mapping:')}: severity_mapping[{i}] needs field, value, level")
+        mapping.append((field_getter(m["field"]), m["value"], m["level"]))
+        used.add(m["field"])
+    if level not in LEVELS:
+        raise RuleError(f"{where}: level must be one of {', '.join(LEVELS)}")
+    category = ls.get("category")
+    return [Rule(info=_info(sigma_rule, category or "lwm2m"), level=level, path=path, category=category,
+                 match=match, fields=frozenset(used), severity_mapping=tuple(mapping), sigma=sigma_rule)]
+
+
+def rule_files(dirs: list[str | os.PathLike]) -> list[str]:
+    out: list[str] = []
+    for d in dirs:
+        p = Path(d)
+        if p.is_file():
+            out.append(str(p))
+            continue
+        if not p.is_dir():
+            raise RuleError(f"{d}: no such rule directory")
+        out.extend(str(f) for f in sorted(p.glob("*.yml")) + sorted(p.glob("*.yaml")))
+    return out
+
+
+@dataclass
+class RuleConfig:
+    """The configuration file (rules/config.example.yml documents every key)."""
+
+    rules: dict[str, dict] = field(default_factory=dict)
+    fold_window_ns: int = DEFAULT_FOLD_S * 10**9
+    informational: str = "tag"                     # tag | alert
+    facts: rule_facts.FactSettings = field(default_factory=rule_facts.FactSettings)
+
+    @classmethod
+    def load(cls, path: str | None) -> "RuleConfig":
+        if not path:
+            return cls()
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            raw = yaml.safe_load(text) or {}
+        except OSError as exc:
+            raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else 1
+            raise RuleError(f"{path}:{line}: YAML error: {getattr(exc, 'problem', exc)}") from None
+        return cls.from_dict(raw, path, text)
+
+    @classmethod
+    def from_dict(cls, raw: dict, path: str = "<config>", text: str = "") -> "RuleConfig":
+        known = {"rules", "fold_window", "informational", "endpoints", "identities"}
+        for key in raw:
+            if key not in known:
+                raise RuleError(f"{path}:{_line_of(text, str(key) + ':')}: unknown key {key!r} "
+                                f"(expected {', '.join(sorted(known))})")
+        rules = raw.get("rules") or {}
+        if not isinstance(rules, dict) or not all(isinstance(v, dict) for v in rules.values()):
+            raise RuleError(f"{path}:{_line_of(text, 'rules:')}: `rules` maps rule names to settings")
+        allow = (raw.get("endpoints") or {}).get("allowlist")
+        idmap = raw.get("identities") or {}
+        info = raw.get("informational", "tag")
+        if info not in ("tag", "alert"):
+            raise RuleError(f"{path}:{_line_of(text, 'informational:')}: informational is tag or alert")
+        return cls(rules=rules,
+                   fold_window_ns=_duration_ns(raw.get("fold_window", DEFAULT_FOLD_S), f"{path}:{_line_of(text, 'fold_window:')}"),
+                   informational=info,
+                   facts=rule_facts.FactSettings(
+                       endpoint_allowlist=frozenset(map(str, allow)) if allow is not None else None,
+                       identity_map={str(k): str(v) for k, v in idmap.items()}))
+
+
+class RuleEngine:
+    def __init__(self, rules: list[Rule], correlations: list[Correlation], config: RuleConfig | None = None):
+        self.config = config or RuleConfig()
+        self.rules = rules
+        self.correlations = correlations
+        self._by_dataset: dict[str | None, list[Rule]] = {}
+        for r in rules:
+            if r.enabled:
+                self._by_dataset.setdefault(r.category, []).append(r)
+        self._any = self._by_dataset.pop(None, [])
+        self._folds: dict[tuple, _Fold] = {}
+        self._next_expiry: str | None = None
+        self._facts = self.config.facts
+        self._tag_info = self.config.informational == "tag"
+        self.hits: dict[str, int] = {}
+
+    # --- construction --------------------------------------------------------------------
+    @classmethod
+    def from_paths(cls, builtin_dir=BUILTIN_DIR, extra_dirs=(), config: RuleConfig | str | None = None) -> "RuleEngine":
+        if not isinstance(config, RuleConfig):
+            config = RuleConfig.load(config)
+        dirs = ([builtin_dir] if builtin_dir else []) + list(extra_dirs or ())
+        items = []
+        for f in rule_files(dirs):
+            items.extend(load_file(f))
+        return cls.build(items, config)
+
+    @classmethod
+    def from_cli(cls, extra_dirs=(), config_path: str | None = None, keys=None, psk_wordlist: str | None = None):
+        config = RuleConfig.load(config_path)
+        engine = cls.from_paths(BUILTIN_DIR, extra_dirs, config)
+        if psk_wordlist:
+            try:
+                from .psk_audit import PskAudit
+            except ImportError:
+                raise RuleError("--psk-wordlist: the PSK audit is not available in this build") from None
+            engine.psk_audit = PskAudit.from_file(psk_wordlist, keys)
+        return engine
+
+    @classmethod
+    def build(cls, items: list, config: RuleConfig) -> "RuleEngine":
+        names: dict[str, str] = {}
+        ids: dict[str, str] = {}
+        for it in items:
+            if it.info.name in names:
+                raise RuleError(f"{it.path}:{_line_of(Path(it.path).read_text(), 'name:')}: name {it.info.name!r} "
+                                f"already used by {names[it.info.name]}")
+            if it.info.id in ids:
+                raise RuleError(f"{it.path}:{_line_of(Path(it.path).read_text(), 'id:')}: id {it.info.id} "
+                                f"already used by {ids[it.info.id]}")
+            names[it.info.name], ids[it.info.id] = it.path, it.path
+        for name in config.rules:
+            if name not in names:
+                raise RuleError(f"config: rule {name!r} does not exist (see `lwm2m-monitor rules list`)")
+        rules = [it for it in items if isinstance(it, Rule)]
+        corrs = [it for it in items if isinstance(it, Correlation)]
+        by_name = {r.info.name: r for r in rules}
+        for c in corrs:
+            for b in c.base:
+                if b not in by_name:
+                    raise RuleError(f"{c.path}:{_line_of(Path(c.path).read_text(), b)}: correlation refers to "
+                                    f"unknown rule {b!r}")
+                by_name[b].correlations.append(c)
+                if not getattr(c.sigma, "generate", False):
+                    by_name[b].silent = True
+        for it in items:
+            settings = config.rules.get(it.info.name, {})
+            where = f"config: rules.{it.info.name}"
+            it.fold_ns = _duration_ns(settings.get("fold_window", config.fold_window_ns / 10**9), where)
+            default_on = it.info.name != "weak-psk" and "audit" not in it.info.tags
+            it.enabled = bool(settings.get("enabled", default_on))
+            if "level" in settings:
+                if settings["level"] not in LEVELS:
+                    raise RuleError(f"{where}: level must be one of {', '.join(LEVELS)}")
+                it.level = settings["level"]
+            if isinstance(it, Correlation):
+                if "threshold" in settings:
+                    it.threshold = int(settings["threshold"])
+                if "timespan" in settings:
+                    it.timespan_ns = _duration_ns(settings["timespan"], where)
+        # a base rule runs when a correlation that needs it is enabled
+        for r in rules:
+            if r.silent and any(c.enabled for c in r.correlations):
+                r.enabled = True
+        return cls(sorted(rules, key=lambda r: r.info.name), sorted(corrs, key=lambda c: c.info.name), config)
+
+    # --- evaluation -----------------------------------------------------------------------
+    def process(self, doc: dict) -> list[dict]:
+        ev = doc.get("event")
+        if not isinstance(ev, dict) or ev.get("kind") == "alert":
+            return []
+        rule_facts.enrich(doc, self._facts)
+        out: list[dict] = []
+        now = doc.get("@timestamp")
+        if self._next_expiry is not None and now is not None and now >= self._next_expiry:
+            self._expire(now, out)
+        candidates = self._by_dataset.get(ev.get("dataset"))
+        for group in (candidates, self._any):
+            if not group:
+                continue
+            for rule in group:
+                if rule.match(doc):
+                    self._hit(rule, doc, out)
+        return out
+
+    def close(self) -> list[dict]:
+        out: list[dict] = []
+        for key in sorted(self._folds, key=lambda k: (self._folds[k].first, k)):
+            self._flush(self._folds[key], out)
+        self._folds.clear()
+        self._next_expiry = None
+        for c in self.correlations:
+            c.windows.clear()
+        return out
+
+    def _hit(self, rule: Rule, doc: dict, out: list[dict]) -> None:
+        self.hits[rule.info.name] = self.hits.get(rule.info.name, 0) + 1
+        for c in rule.correlations:
+            if c.enabled:
+                self._correlate(c, doc, out)
+        if rule.silent:
+            return
+        level = rule.level
+        for get, value, lvl in rule.severity_mapping:
+            if any(_equal(v, value) for v in get(doc)) and LEVELS.index(lvl) > LEVELS.index(level):
+                level = lvl
+        if level == "informational" and self._tag_info:
+            tags = doc.setdefault("tags", [])
+            if rule.info.name not in tags:
+                tags.append(rule.info.name)
+            return
+        lw = doc.get("lwm2m") or {}
+        cause = lw.get("endpoint") or get_path(doc, "client.ip") or get_path(doc, "source.ip")
+        self._emit(rule, level, doc, (rule.info.name, level, cause), None, out)
+
+    def _emit(self, rule, level: str, doc: dict, key: tuple, group: str | None, out: list[dict]) -> None:
+        now = doc["@timestamp"]
+        eid = doc["event"].get("id", "")
+        fold = self._folds.get(key)
+        if fold is not None and now < fold.window_end:
+            fold.count += 1
+            fold.last, fold.last_doc = now, doc
+            if len(fold.ids) < 20:
+                fold.ids.append(eid)
+            return
+        if fold is not None:
+            self._flush(fold, out)
+        out.append(alert_document(rule.info, level, doc, related_ids=[eid] if eid else [], group=group))
+        if len(self._folds) >= MAX_GROUPS:
+            oldest = min(self._folds, key=lambda k: self._folds[k].window_end)
+            self._flush(self._folds.pop(oldest), out)
+        end = timestamp(ts_ns(now) + rule.fold_ns)
+        self._folds[key] = _Fold(rule, level, end, now, now, doc, group)
+        if self._next_expiry is None or end < self._next_expiry:
+            self._next_expiry = end
+
+    def _flush(self, fold: _Fold, out: list[dict]) -> None:
+        if fold.count:
+            out.append(alert_document(fold.rule.info, fold.level, fold.last_doc, related_ids=fold.ids,
+                                      count=fold.count, first=fold.first, last=fold.last,
+                                      group=fold.group, folded=True))
+
+    def _expire(self, now: str, out: list[dict]) -> None:
+        done = [k for k, f in self._folds.items() if f.window_end <= now]
+        for k in sorted(done, key=lambda k: (self._folds[k].first, k)):
+            self._flush(self._folds.pop(k), out)
+        self._next_expiry = min((f.window_end for f in self._folds.values()), default=None)
+
+    def _correlate(self, c: Correlation, doc: dict, out: list[dict]) -> None:
+        key = tuple(_first(doc, g) for g in c.group_by)
+        t = ts_ns(doc["@timestamp"])
+        win = c.windows.get(key)
+        if win is None:
+            if len(c.windows) >= MAX_GROUPS:
+                c.windows.pop(next(iter(c.windows)))
+            win = c.windows[key] = deque()
+        value = _first(doc, c.value_field) if c.value_field else None
+        win.append((t, value))
+        while win and win[0][0] < t - c.timespan_ns:
+            win.popleft()
+        n = len(win) if c.kind == "event_count" else len({v for _, v in win if v is not None})
+        if _compare(c.op, n, c.threshold):
+            group = ", ".join(f"{g}={v}" for g, v in zip(c.group_by, key))
+            self._emit(c, c.level, doc, (c.info.name, c.level, key), f"{n} in {c.timespan_ns // 10**9}s, {group}", out)
+
+
+def _first(doc: dict, dotted: str):
+    v = get_path(doc, dotted)
+    if isinstance(v, list):
+        return v[0] if v else None
+    return v
+
+
+def _equal(v, want) -> bool:
+    if isinstance(want, bool) or isinstance(v, bool):
+        return v is want or str(v).lower() == str(want).lower()
+    return str(v) == str(want)
+
+
+def _compare(op: str, n: int, threshold: int) -> bool:
+    return {"gte": n >= threshold, "gt": n > threshold, "lte": n <= threshold, "lt": n < threshold,
+            "eq": n == threshold, "neq": n != threshold}[op]

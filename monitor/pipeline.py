@@ -309,7 +309,9 @@ class Pipeline:
         self._identity(facts)
         self.stats.operations += 1
         ep = facts.endpoint or "(unknown)"
-        counts = self.endpoint_stats.setdefault(ep, Counter())
+        counts = self.endpoint_stats.get(ep)
+        if counts is None:
+            counts = self.endpoint_stats[ep] = Counter()
         counts[action] += 1
         if facts.outcome == "failure":
             counts["_errors"] += 1

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="format of --out (parquet/csv through pandas)")
     a.add_argument("--es", metavar="URL", help="also index into Elasticsearch at URL")
     a.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    a.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="analyse on N processes, sharded by client IP address (see monitor/sharding.py)")
     a.set_defaults(func=cmd_analyze)
     for name in ("rules_cli", "kibana_cli", "inventory_cli", "report_cli", "live_cli"):
         try:
@@ -148,7 +150,11 @@ def cmd_analyze(args) -> int:
         return fail(EXIT_OUTPUT, f"{args.out}: cannot write output ({exc.strerror})")
     progress = TerminalProgress(args.pcaps)
     try:
-        result = analyze_files(args.pcaps, config, sinks, progress=progress)
+        if args.workers > 1:
+            from .sharding import analyze_sharded
+            result = analyze_sharded(args.pcaps, config, args.workers, sinks, progress=progress)
+        else:
+            result = analyze_files(args.pcaps, config, sinks, progress=progress)
     except CaptureError as exc:
         return fail(EXIT_INPUT, str(exc))
     finally:

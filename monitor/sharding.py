@@ -1,0 +1,254 @@
+"""Multi-core offline analysis: N forked workers, each analysing the traffic of its share of clients.
+
+Every worker reads the whole capture itself (`monitor.capture.read_files`) and keeps only the
+datagrams whose shard key hashes to its index, runs its own `Pipeline` over them and writes its
+documents to a part file. The parent then hands the parts, in worker order, to the sinks: the
+output is deterministic for a given N (byte-identical across runs), and its documents are the
+same set as a single-process run's, in a different order.
+
+Shard key: the LwM2M client's IP address, so that one client's bootstrap flow, registration flow,
+DTLS sessions and OSCORE contexts (and keys harvested from its cleartext bootstrap) all meet in
+one worker. On each datagram the client side is the one whose UDP port is not a well-known
+LwM2M server port; when both or neither side uses one, the textually smaller address is taken.
+
+Limitations (a single process has none of them):
+- a client that changes IP address between flows (NAT rebinding seen through an update, a
+  DTLS Connection ID session that moves) may have its flows split across workers; the later
+  flow then lacks the registration (endpoint name) or the session keys of the earlier one;
+- rules that aggregate across clients (counts per server, per identity over many addresses)
+  see only their worker's share of the traffic;
+- flow/exchange sweeps run on each worker's own packet clock, so an exchange answered right at
+  its expiry limit may be matched in one mode and expired in the other;
+- the per-pipeline tables (`max_flows`, ...) are per worker, N times larger in total.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import shutil
+import tempfile
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .analyze import BATCH, AnalysisResult
+from .capture import CaptureError, CaptureStats, read_files
+from .pipeline import Pipeline, PipelineConfig, PipelineStats
+
+LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5783})
+MAX_CACHED_KEYS = 1 << 20          # address → shard memo; cleared when full (bounded)
+
+
+def shard_address(src_ip: str, src_port: int, dst_ip: str, dst_port: int) -> str:
+    """The address that identifies the LwM2M client of a datagram (see the module doc)."""
+    src_server = src_port in LWM2M_SERVER_PORTS
+    if src_server != (dst_port in LWM2M_SERVER_PORTS):
+        return dst_ip if src_server else src_ip
+    return src_ip if src_ip <= dst_ip else dst_ip
+
+
+def shard_of(address: str, workers: int) -> int:
+    """Stable across processes and runs (unlike `hash()` of a str)."""
+    return zlib.crc32(address.encode()) % workers
+
+
+@dataclass
+class WorkerResult:
+    """What a worker sends back: counts only, documents stay in its part file."""
+
+    index: int
+    documents: int = 0
+    capture: CaptureStats = field(default_factory=CaptureStats)
+    stats: PipelineStats = field(default_factory=PipelineStats)
+    endpoint_stats: dict[str, Counter] = field(default_factory=dict)
+    dtls_stats: dict[str, int] = field(default_factory=dict)
+    oscore_stats: dict[str, int] = field(default_factory=dict)
+    max_rss_kb: int = 0
+    error: str | None = None
+    capture_error: bool = False
+
+
+@dataclass
+class TrackerTotals:
+    """Stand-in for a tracker in the merged result: only its `stats` are summed."""
+
+    stats: dict[str, int]
+
+
+@dataclass
+class ShardedPipeline:
+    """What `print_summary` reads from `AnalysisResult.pipeline`, summed over the workers."""
+
+    stats: PipelineStats
+    endpoint_stats: dict[str, Counter]
+    dtls: TrackerTotals
+    oscore: TrackerTotals
+    workers: int
+    worker_max_rss_kb: list[int]
+
+
+def analyze_sharded(paths: list[str], config: PipelineConfig, workers: int, sinks: Iterable = (),
+                    progress: Callable[[int, int], None] | None = None) -> AnalysisResult:
+    """Like `analyze.analyze_files`, on `workers` forked processes sharded by client address.
+
+    Raises `CaptureError` when a capture cannot be opened (as the single-process path does).
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    sinks = list(sinks)
+    started = time.perf_counter()
+    for p in paths:                      # fail before forking, with the single-process message
+        read_files([p], CaptureStats())
+    ctx = multiprocessing.get_context("fork")
+    tmp = tempfile.mkdtemp(prefix="lwm2m-shards-")
+    try:
+        parts = [os.path.join(tmp, f"part-{i:03d}.ndjson") for i in range(workers)]
+        pipes, procs = [], []
+        for i in range(workers):
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker_main, name=f"lwm2m-shard-{i}",
+                               args=(i, workers, paths, config, parts[i], send,
+                                     progress if i == 0 else None))
+            proc.start()
+            send.close()
+            pipes.append(recv)
+            procs.append(proc)
+        results = [_receive(i, r, p) for i, (r, p) in enumerate(zip(pipes, procs))]
+        for r in results:
+            if r.error is not None:
+                raise (CaptureError if r.capture_error else RuntimeError)(r.error)
+        for r, part in zip(results, parts):
+            _copy_part(part, r.documents, sinks)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _merge(results, time.perf_counter() - started)
+
+
+def _receive(index: int, conn, proc) -> WorkerResult:
+    try:
+        result = conn.recv()
+    except EOFError:                     # the worker died without a word (killed, OOM)
+        result = WorkerResult(index, error=f"analysis worker {index} exited unexpectedly")
+    proc.join()
+    if result.error is None and proc.exitcode != 0:
+        result.error = f"analysis worker {index} exited with code {proc.exitcode}"
+    return result
+
+
+def _worker_main(index: int, workers: int, paths: list[str], config: PipelineConfig, part: str,
+                 conn, progress) -> None:
+    result = WorkerResult(index)
+    try:
+        _work(result, workers, paths, config, part, progress)
+    except CaptureError as exc:
+        result.error, result.capture_error = str(exc), True
+    except Exception as exc:             # reported by the parent as one line; no traceback
+        result.error = f"analysis worker {index}: {type(exc).__name__}: {exc}"
+    result.max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    conn.send(result)
+    conn.close()
+
+
+def _work(result: WorkerResult, workers: int, paths: list[str], config: PipelineConfig, part: str,
+          progress) -> None:
+    from .sinks import NdjsonSink
+    index = result.index
+    sink = NdjsonSink(part)
+    pipeline = Pipeline(config)
+    feed = pipeline.feed
+    cstats = result.capture
+    ports = LWM2M_SERVER_PORTS
+    memo: dict[str, int] = {}
+    batch: list[dict] = []
+    n = 0
+    for d in read_files(paths, cstats):
+        # shard_address() inlined: this loop runs for every datagram in every worker
+        sp, dp = d.src_port, d.dst_port
+        if dp in ports:
+            addr = d.src_ip if sp not in ports or d.src_ip <= d.dst_ip else d.dst_ip
+        elif sp in ports:
+            addr = d.dst_ip
+        else:
+            addr = d.src_ip if d.src_ip <= d.dst_ip else d.dst_ip
+        shard = memo.get(addr)
+        if shard is None:
+            if len(memo) >= MAX_CACHED_KEYS:
+                memo.clear()
+            shard = memo[addr] = zlib.crc32(addr.encode()) % workers
+        if shard == index:
+            docs = feed(d)
+            if docs:
+                batch.extend(docs)
+                if len(batch) >= BATCH:
+                    sink.write(batch)
+                    result.documents += len(batch)
+                    batch = []
+        n += 1
+        if progress is not None and not n & 0x3FFF:
+            progress(n, cstats.bytes)
+    batch.extend(pipeline.close())
+    sink.write(batch)
+    result.documents += len(batch)
+    sink.close()
+    result.stats = pipeline.stats
+    result.endpoint_stats = pipeline.endpoint_stats
+    result.dtls_stats = dict(getattr(pipeline.dtls, "stats", {}))
+    result.oscore_stats = dict(getattr(pipeline.oscore, "stats", {}))
+
+
+def _copy_part(part: str, count: int, sinks: list) -> None:
+    """Append a worker's documents to every sink, in the worker's order."""
+    with open(part, encoding="utf-8", newline="\n") as f:
+        for sink in sinks:
+            f.seek(0)
+            raw = _raw_ndjson_target(sink)
+            if raw is not None:
+                shutil.copyfileobj(f, raw, 1 << 20)      # already the sink's exact encoding
+                sink._sent += count
+                continue
+            import json
+            batch: list[dict] = []
+            for line in f:
+                batch.append(json.loads(line))
+                if len(batch) >= BATCH:
+                    sink.write(batch)
+                    batch = []
+            if batch:
+                sink.write(batch)
+
+
+def _raw_ndjson_target(sink):
+    """The open text file of a plain (non-rotating) NdjsonSink, which can take the part's lines
+    as they are instead of a decode/encode round trip; None for any other sink."""
+    from .sinks import NdjsonSink
+    if type(sink) is NdjsonSink and sink.rotate_bytes is None and hasattr(sink, "_f") \
+            and isinstance(getattr(sink, "_sent", None), int):
+        return sink._f
+    return None
+
+
+def _merge(results: list[WorkerResult], seconds: float) -> AnalysisResult:
+    stats = PipelineStats()
+    endpoints: dict[str, Counter] = {}
+    dtls: Counter = Counter()
+    oscore: Counter = Counter()
+    for r in results:
+        for name, value in vars(r.stats).items():
+            if isinstance(value, Counter):
+                getattr(stats, name).update(value)
+            else:
+                setattr(stats, name, getattr(stats, name) + value)
+        for ep, counts in r.endpoint_stats.items():
+            endpoints.setdefault(ep, Counter()).update(counts)
+        dtls.update(r.dtls_stats)
+        oscore.update(r.oscore_stats)
+    # Every worker read every frame: the capture counts are those of any one of them.
+    pipeline = ShardedPipeline(stats, endpoints, TrackerTotals(dict(dtls)), TrackerTotals(dict(oscore)),
+                               len(results), [r.max_rss_kb for r in results])
+    result = AnalysisResult(results[0].capture, pipeline, documents=sum(r.documents for r in results),
+                            seconds=seconds)
+    result.errors = list(results[0].capture.errors)
+    return result

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
 from parsers.errors import ParseError
-from parsers.netlayers import Fragment, Udp, decode, transport
+from parsers.netlayers import Fragment, Skip, Udp, decode, transport
 from parsers.pcapfile import Numbered, Packet, Reader, Secrets
 
 from .datagram import Datagram
@@ -133,8 +133,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
     stats.files += 1
     reader = Reader()
     reasm = Reassembler()
-    frame = 0
-    malformed = stats.malformed
+    frame = frames = nbytes = 0
     chunks = _chunks(f, gz)
     try:
         while True:
@@ -159,31 +158,28 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                     elif rec.__class__ is Numbered:
                         frame += 1      # Wireshark numbers it: keep our numbers equal
                     continue
+                ts, linktype, origlen, data, _ = rec
                 frame += 1
-                stats.frames += 1
-                stats.bytes += len(rec.data)
-                r = decode(rec.linktype, rec.data, rec.origlen)
+                frames += 1
+                nbytes += len(data)
+                r = decode(linktype, data, origlen)
                 if r.__class__ is Udp:
-                    yield Datagram(rec.ts_ns, r.src_ip, r.src_port, r.dst_ip, r.dst_port,
-                                   r.payload, frame, path)
-                    continue
-                if r.__class__ is Fragment:
-                    d = _fragment(r, rec.ts_ns, frame, path, reasm, stats)
+                    yield Datagram(ts, r[0], r[1], r[2], r[3], r[4], frame, path)
+                elif r.__class__ is Fragment:
+                    d = _fragment(r, ts, frame, path, reasm, stats)
                     if d is not None:
                         yield d
-                    continue
-                kind = r.kind
-                if kind == "non_udp":
-                    stats.non_udp += 1
-                elif kind == "non_ip":
-                    stats.non_ip += 1
-                elif kind == "truncated":
-                    stats.truncated_frames += 1
                 else:
-                    malformed[r.reason] = malformed.get(r.reason, 0) + 1
+                    _count_skip(r, stats)
+            # Per batch, not per packet: counters lag by at most one chunk.
+            stats.frames += frames
+            stats.bytes += nbytes
+            frames = nbytes = 0
             if not chunk:
                 return
     finally:
+        stats.frames += frames          # a consumer may stop mid-batch
+        stats.bytes += nbytes
         f.close()
         rs = reasm.stats
         stats.fragment_overlaps += rs.overlaps
@@ -202,11 +198,20 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
     r = transport(first, payload)
     if r.__class__ is Udp:
         return Datagram(ts_ns, r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.payload, frame, path)
-    if r.kind == "non_udp":
+    _count_skip(r, stats)
+    return None
+
+
+def _count_skip(r: Skip, stats: CaptureStats) -> None:
+    kind = r.kind
+    if kind == "non_udp":
         stats.non_udp += 1
+    elif kind == "non_ip":
+        stats.non_ip += 1
+    elif kind == "truncated":
+        stats.truncated_frames += 1
     else:
         stats.malformed[r.reason] = stats.malformed.get(r.reason, 0) + 1
-    return None
 
 
 def _damage(path: str, message: str, frames: int) -> str:

@@ -47,6 +47,7 @@ class Exchange:
     is_notification: bool = False           # a notification of an established observation
     observe_of: "Exchange | None" = None    # for notifications: the observe exchange
     reactive_cancel: bool = False           # an RST answering a notification (RFC 7641 §3.6)
+    orphan: bool = False                    # notifications of an observation registered before the capture
 
     @property
     def requester(self) -> Address:
@@ -103,6 +104,10 @@ class FlowState:
         self.last_ts = 0
 
 
+def code_class_2(msg: coap.Message) -> bool:
+    return msg.code >> 5 == 2
+
+
 @dataclass
 class MatcherStats:
     messages: int = 0
@@ -114,6 +119,7 @@ class MatcherStats:
     exchanges: int = 0
     expired: int = 0
     evicted: int = 0
+    orphan_observations: int = 0
 
 
 class ExchangeMatcher:
@@ -218,6 +224,8 @@ class ExchangeMatcher:
         ex = flow.pending.get(key)
         if ex is None:
             obs = flow.observations.get(key)
+            if obs is None and msg.observe is not None and code_class_2(msg):
+                obs = self._orphan_observation(flow, key, msg, dgram, carrier)
             if obs is not None:
                 mids = flow.notification_mids
                 mids[(dgram.src, msg.mid)] = key
@@ -276,9 +284,25 @@ class ExchangeMatcher:
         self.stats.exchanges += 1
         return [ex]
 
+    def _orphan_observation(self, flow: FlowState, key, msg: coap.Message, dgram: Datagram,
+                            carrier: Carrier) -> Exchange:
+        """A notification whose Observe request came before the capture began: an observation
+        with an unknown request, so its notifications are still reported (with no path)."""
+        request = coap.Message(coap.CON, coap.GET, msg.mid, msg.token, ((coap.OBSERVE, b""),), b"")
+        origin = Datagram(dgram.ts_ns, dgram.dst_ip, dgram.dst_port, dgram.src_ip, dgram.src_port, b"",
+                          dgram.frame, dgram.source, dgram.live)
+        obs = Exchange(request, origin, carrier, orphan=True)
+        flow.observations[key] = obs
+        if len(flow.observations) > self.max_observations:
+            flow.observations.popitem(last=False)
+            self.stats.evicted += 1
+        self.stats.orphan_observations += 1
+        return obs
+
     def _notification(self, obs: Exchange, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> Exchange:
         ex = Exchange(obs.request, obs.req_dgram, obs.carrier, response=msg, resp_dgram=dgram,
-                      resp_carrier=carrier, response_body=msg.payload, is_notification=True, observe_of=obs)
+                      resp_carrier=carrier, response_body=msg.payload, is_notification=True, observe_of=obs,
+                      orphan=obs.orphan)
         self.stats.exchanges += 1
         return ex
 

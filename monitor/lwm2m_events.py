@@ -77,7 +77,8 @@ def operation_document(f: OperationFacts) -> dict:
     lw: dict = {"interface": f.interface}
     if f.endpoint is not None:
         lw["endpoint"] = f.endpoint
-    lw["path"] = f.path
+    if not ex.orphan:
+        lw["path"] = f.path                  # an orphan notification's path is unknown
     if f.paths:
         lw["paths"] = f.paths
     if f.values:
@@ -111,10 +112,11 @@ def operation_document(f: OperationFacts) -> dict:
 
 def coap_fields(ex: Exchange, content_format: int | None) -> dict:
     req = ex.request
-    out: dict = {"type": req.type_name, "mid": req.mid, "token": req.token.hex(),
-                 "request": {"code": req.code_text}}
-    uri = "/" + "/".join(req.uri_path)
-    out["uri_path"] = uri
+    if ex.orphan:                            # the request was never seen
+        out: dict = {"token": req.token.hex(), "orphan_notification": True}
+    else:
+        out = {"type": req.type_name, "mid": req.mid, "token": req.token.hex(),
+               "request": {"code": req.code_text}, "uri_path": "/" + "/".join(req.uri_path)}
     if req.uri_query:
         out["uri_query"] = list(req.uri_query)
     resp = ex.response
@@ -127,7 +129,7 @@ def coap_fields(ex: Exchange, content_format: int | None) -> dict:
         out["response"] = {"type": "RST"}
     if content_format is not None:
         out["content_format"] = content_format
-    if req.observe is not None:
+    if req.observe is not None and not ex.orphan:
         out["observe"] = req.observe
     if ex.retransmissions:
         out["retransmissions"] = ex.retransmissions

@@ -450,10 +450,10 @@ class Pipeline:
         if cf == CONTENT_FORMAT_LINK or action in ("discover", "bootstrap-discover"):
             f.links = _link_targets(body)
             return
-        dv = self._decoded_values(body, cf, f.path)
+        dv = self._decoded_values(body, cf, "/" if ex.orphan else f.path)
         if dv.error:
             f.decode_error = dv.error
-            self.stats.decode_errors["payload"] += 1
+            self.stats.decode_errors["payload-no-request" if ex.orphan else "payload"] += 1
         f.values = list(dv.values)
         f.credential_paths = list(dv.credential_paths)
         f.firmware_uri = dv.firmware_uri

@@ -20,7 +20,7 @@ from .pcapfile import (LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE
 
 IPPROTO_UDP = 17
 _ETH_IPV4, _ETH_IPV6 = 0x0800, 0x86DD
-_ETH_VLAN = (0x8100, 0x88A8, 0x9100, 0x9200)     # 802.1Q, 802.1ad (QinQ) and legacy QinQ
+_ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))     # 802.1Q, 802.1ad (QinQ) and legacy QinQ
 # BSD loopback address families for IPv4 and IPv6 (IPv6 differs between BSDs).
 _AF_INET = 2
 _AF_INET6 = (10, 24, 28, 30)
@@ -128,9 +128,32 @@ def decode(linktype: int, frame: bytes, origlen: int) -> Udp | Fragment | Skip:
         off = 4
     else:
         return UNSUPPORTED_LINK
+    # Fast paths for the common case (plain IPv4 or IPv6 header, then UDP, all captured);
+    # everything else, including every anomaly, goes through the full walkers below.
     if etype == _ETH_IPV4:
+        if n >= off + 28:
+            vihl, total, _ident, frag, _ttl, proto = _IPV4.unpack_from(frame, off)
+            if (vihl == 0x45 and proto == IPPROTO_UDP and not frag & 0x3FFF
+                    and off + total <= n):
+                sport, dport, ulen = _UDP.unpack_from(frame, off + 20)
+                if 8 <= ulen <= total - 20:
+                    src = frame[off + 12:off + 16]
+                    dst = frame[off + 16:off + 20]
+                    return Udp(_addr_cache.get(src) or _addr(src), sport,
+                               _addr_cache.get(dst) or _addr(dst), dport,
+                               frame[off + 28:off + 20 + ulen])
         return _ipv4(frame, off, n < origlen)
     if etype == _ETH_IPV6:
+        if n >= off + 48:
+            vtf, plen, nh = _IPV6.unpack_from(frame, off)
+            if nh == IPPROTO_UDP and vtf >> 28 == 6 and off + 40 + plen <= n:
+                sport, dport, ulen = _UDP.unpack_from(frame, off + 40)
+                if 8 <= ulen <= plen:
+                    src = frame[off + 8:off + 24]
+                    dst = frame[off + 24:off + 40]
+                    return Udp(_addr_cache.get(src) or _addr(src), sport,
+                               _addr_cache.get(dst) or _addr(dst), dport,
+                               frame[off + 48:off + 40 + ulen])
         return _ipv6(frame, off, n < origlen)
     return NON_IP
 

@@ -130,9 +130,10 @@ class Reader:
         self._hdr = 16              # pcap record header length
         self._linktype = 0
         self._e = "<"               # byte order of the current pcapng section
-        self._blk = None
+        self._blk = struct.Struct("<II")      # block header, in the section's byte order
+        self._epb = struct.Struct("<IIIII")
         self._ifaces: list[_Iface] = []
-        self._u32 = None
+        self._u32 = struct.Struct("<I")
         self._last_ts = 0           # an SPB has no timestamp: it gets its predecessor's
 
     @property
@@ -231,51 +232,59 @@ class Reader:
 
     def _pcapng_blocks(self, buf: bytes, pos: int, out: list[Record]) -> int:
         n = len(buf)
+        append = out.append
+        ifaces = self._ifaces
+        unpack_blk = self._blk.unpack_from
         while pos + 12 <= n:
-            if buf[pos:pos + 4] == _PCAPNG_SHB:
-                if pos + 12 > n:
-                    break
-                bom = buf[pos + 8:pos + 12]
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    e = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    e = ">"
-                else:
-                    raise Malformed(f"bad section byte-order magic at byte {self._offset + pos}")
-                if e != self._e or self._blk is None:
-                    self._e = e
-                    self._blk = struct.Struct(e + "II")
-                    self._u32 = struct.Struct(e + "I")
-                    self._epb = struct.Struct(e + "IIIII")
-            btype, blen = self._blk.unpack_from(buf, pos)
-            if blen < 12 or blen & 3:
-                raise Malformed(f"bad block length {blen} at byte {self._offset + pos}")
+            btype, blen = unpack_blk(buf, pos)
+            if btype == 0x0A0D0D0A:              # palindromic: read right in either order
+                self._section(buf, pos)
+                unpack_blk = self._blk.unpack_from
+                btype, blen = unpack_blk(buf, pos)
             end = pos + blen
-            if end > n:
+            if end > n or blen < 12 or blen & 3:
+                if blen < 12 or blen & 3:
+                    raise Malformed(f"bad block length {blen} at byte {self._offset + pos}")
                 if blen > MAX_RECORD:
                     raise Malformed(
                         f"block length {blen} exceeds limit at byte {self._offset + pos}")
                 break
             if self._u32.unpack_from(buf, end - 4)[0] != blen:
                 raise Malformed(f"block trailer length mismatch at byte {self._offset + pos}")
-            if btype == _BT_EPB:
-                self._epb_block(buf, pos, blen, out)
+            if btype == _BT_EPB and blen >= 32:
+                # The per-packet path, inlined: one unpack, one slice, one tuple.
+                ifid, hi, lo, cap, orig = self._epb.unpack_from(buf, pos + 8)
+                if 32 + cap > blen or ifid >= len(ifaces):
+                    self._bad_packet(ifid, cap, blen, pos)
+                i = ifaces[ifid]
+                ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
+                append(Packet(ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
+                self._last_ts = ts
             else:
                 self._other_block(btype, buf, pos, blen, out)
+                ifaces = self._ifaces            # an SHB starts a new interface list
             pos = end
         return pos
 
-    def _epb_block(self, buf: bytes, pos: int, blen: int, out: list[Record]) -> None:
-        if blen < 32:
-            raise Malformed(f"enhanced packet block too short at byte {self._offset + pos}")
-        ifid, hi, lo, cap, orig = self._epb.unpack_from(buf, pos + 8)
-        if 28 + cap + 4 > blen:
+    def _section(self, buf: bytes, pos: int) -> None:
+        """A Section Header Block starts: it sets the byte order of what follows."""
+        bom = buf[pos + 8:pos + 12]
+        if bom == b"\x4d\x3c\x2b\x1a":
+            e = "<"
+        elif bom == b"\x1a\x2b\x3c\x4d":
+            e = ">"
+        else:
+            raise Malformed(f"bad section byte-order magic at byte {self._offset + pos}")
+        if e != self._e:
+            self._e = e
+            self._blk = struct.Struct(e + "II")
+            self._u32 = struct.Struct(e + "I")
+            self._epb = struct.Struct(e + "IIIII")
+
+    def _bad_packet(self, ifid: int, cap: int, blen: int, pos: int) -> None:
+        if 32 + cap > blen:
             raise Malformed(f"packet length exceeds its block at byte {self._offset + pos}")
-        if ifid >= len(self._ifaces):
-            raise Malformed(f"packet names unknown interface {ifid} at byte {self._offset + pos}")
-        i = self._ifaces[ifid]
-        self._last_ts = ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
-        out.append(Packet(ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
+        raise Malformed(f"packet names unknown interface {ifid} at byte {self._offset + pos}")
 
     def _other_block(self, btype: int, buf: bytes, pos: int, blen: int,
                      out: list[Record]) -> None:
@@ -303,6 +312,8 @@ class Reader:
             mul, div = _ts_scale(tsresol)
             self._ifaces.append(_Iface(linktype, snaplen, mul, div, tsoffset * 1_000_000_000))
             out.append(Interface(len(self._ifaces) - 1, linktype, snaplen, name))
+        elif btype == _BT_EPB:
+            raise Malformed(f"enhanced packet block too short at byte {at}")
         elif btype == _BT_SPB:
             if not self._ifaces:
                 raise Malformed(f"simple packet block before any interface at byte {at}")

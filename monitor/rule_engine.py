@@ -185,7 +185,8 @@ def rule_files(dirs: list[str | os.PathLike]) -> list[str]:
             continue
         if not p.is_dir():
             raise RuleError(f"{d}: no such rule directory")
-        out.extend(str(f) for f in sorted(p.glob("*.yml")) + sorted(p.glob("*.yaml")))
+        out.extend(str(f) for f in sorted(p.glob("*.yml")) + sorted(p.glob("*.yaml"))
+                   if not f.name.startswith("config."))      # config.example.yml lives beside the rules
     return out
 
 

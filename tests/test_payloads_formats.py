@@ -180,3 +180,34 @@ def test_non_secret_security_resources_stay_visible():
 def test_value_repr_hides_raw():
     v = Value("/33000/0/2", "opaque", "00", raw=b"\x00")
     assert "raw" not in repr(v)
+
+
+# ------------------------------------------------------------------ SenML resolution (RFC 8428)
+def test_senml_rfc8428_multiple_datapoints_resolution():
+    from parsers import senml
+    # RFC 8428 §5.1.2 (first records), resolved per §4.6: bn+n, bt+t, u defaults to bu
+    doc = b"""[
+     {"bn":"urn:dev:ow:10e2073a0108006:","bt":1.276020076001e+09,"bu":"A","bver":5,
+      "n":"voltage","u":"V","v":120.1},
+     {"n":"current","t":-5,"v":1.2},
+     {"n":"current","t":-4,"v":1.3}]"""
+    records = senml.decode_json(doc)
+    assert [(r.name, r.unit, r.value) for r in records] == [
+        ("urn:dev:ow:10e2073a0108006:voltage", "V", 120.1),
+        ("urn:dev:ow:10e2073a0108006:current", "A", 1.2),
+        ("urn:dev:ow:10e2073a0108006:current", "A", 1.3)]
+    assert [round(r.time, 3) for r in records] == [1276020076.001, 1276020071.001, 1276020072.001]
+    got = decode_payload(doc, 110, "/", MODEL)     # not LwM2M paths: reported, not guessed
+    assert got.values == [] and "not an LwM2M path" in got.error
+
+
+def test_senml_base_value_objlnk_and_bad_records():
+    doc = json.dumps([{"bn": "/3/0/", "bv": 100, "n": "9", "v": -13},
+                      {"n": "/0/0/17", "bn": "", "vlo": "21:0"}]).encode()
+    got = decode_payload(doc, 110, "/", MODEL)
+    assert [(v.path, v.type, v.value) for v in got.values] == [("/3/0/9", "integer", 87),
+                                                               ("/0/0/17", "objlnk", "21:0")]
+    for bad in ([{"n": "/3/0/9", "v": 1, "vs": "x"}], [{"n": "/3/0/9", "v": "1"}], {"n": "/3/0/9"},
+                [{"n": "/3/0/9", "vd": "***"}], [{"n": "/3/0/9", "vlo": "21"}]):
+        got = decode_payload(json.dumps(bad).encode(), 110, "/", MODEL)
+        assert got.values == [] and got.error, bad

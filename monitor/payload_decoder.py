@@ -106,6 +106,8 @@ def decode_payload(payload: bytes, content_format: int | None, request_path: str
             builder.error = f"content-format {cf.lookup(content_format)} not decoded"
     except ParseError as exc:
         builder.error = str(exc) if builder.error is None else builder.error
+    if cbor_item is not None and any(v.secret for v in builder.values):
+        cbor_item = builder.values[0].value    # the generic decode holds the same secret
     return DecodedPayload(builder.values, builder.paths, builder.links, builder.error, cbor_item)
 
 

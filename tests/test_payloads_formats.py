@@ -169,7 +169,8 @@ def test_secret_values_are_redacted_in_every_format(cf, payload, path):
     assert value.secret and value.raw == KEY and value.value == DIGEST
     assert redact(value) == DIGEST and redact(KEY) == DIGEST
     shown = json.dumps(value.value) + repr(value) + repr(got)
-    assert KEY.hex() not in shown and base64.b64encode(KEY).decode() not in shown
+    for form in (KEY.hex(), repr(KEY)[2:-1], base64.b64encode(KEY).decode(), base64.urlsafe_b64encode(KEY).decode()[:20]):
+        assert form not in shown
 
 
 def test_non_secret_security_resources_stay_visible():

@@ -73,7 +73,10 @@ def decode_payload(payload: bytes, content_format: int | None, request_path: str
         if not payload:
             return DecodedPayload()
         if content_format in (cf.LWM2M_TLV, cf.LWM2M_TLV_OLD):
-            _from_tlv(builder, tlv.decode(payload), _path_ids(request_path))
+            entries, problem = tlv.decode_partial(payload)
+            _from_tlv(builder, entries, _path_ids(request_path))
+            if problem is not None:
+                raise problem
         elif content_format in (cf.SENML_JSON, cf.LWM2M_JSON, cf.LWM2M_JSON_OLD, cf.SENML_CBOR):
             if content_format == cf.SENML_JSON:
                 records = senml.decode_json(payload)

@@ -15,7 +15,7 @@ from enum import IntEnum
 
 from kaitaistruct import BytesIO, KaitaiStream, KaitaiStructError
 
-from .errors import Malformed, Truncated
+from .errors import Malformed, ParseError, Truncated
 from .tlv_generated import Lwm2mTlv
 
 
@@ -63,15 +63,36 @@ class TlvEntry:
 
 
 def decode(data: bytes) -> list[TlvEntry]:
+    entries, error = decode_partial(data)
+    if error is not None:
+        raise error
+    return entries
+
+
+def decode_partial(data: bytes) -> tuple[list[TlvEntry], ParseError | None]:
+    """The top-level entries read before the first problem, and that problem (or None): a
+    capture cut short still yields the resources that arrived whole."""
+    data = bytes(data)
+    io = KaitaiStream(BytesIO(data))
+    entries: list[TlvEntry] = []
+    start = 0
     try:
-        parsed = Lwm2mTlv.from_bytes(bytes(data))
+        while not io.is_eof():
+            start = io.pos()
+            entries.append(_convert(Lwm2mTlv.Entry(io), None))
     except EOFError as exc:
-        raise Truncated(f"TLV: {exc}") from None
+        # Running out inside a container whose own length fits the payload is not truncation:
+        # a nested length overruns its container.
+        try:
+            whole = read_header(data[start:]).total_length <= len(data) - start
+        except ParseError:
+            whole = False
+        return entries, (Malformed if whole else Truncated)(f"TLV: {exc}")
     except (KaitaiStructError, ValueError) as exc:
-        raise Malformed(f"TLV: {exc}") from None
+        return entries, Malformed(f"TLV: {exc}") if not isinstance(exc, ParseError) else exc
     except RecursionError:
-        raise Malformed("TLV: containers nested too deeply") from None
-    return [_convert(e, None) for e in parsed.entries]
+        return entries, Malformed("TLV: containers nested too deeply")
+    return entries, None
 
 
 def read_header(data: bytes) -> Header:

@@ -109,3 +109,13 @@ def test_round_trip(tree):
 
 def _normalise(children):
     return [(c[0], c[1], _normalise(c[2]) if isinstance(c[2], list) else c[2]) for c in children]
+
+
+def test_nested_overrun_is_malformed_and_prefix_survives():
+    inner_too_long = encode(0, 0, bytes([0xC3, 0x09, 0x57]))       # child claims 3 bytes, has 1
+    with pytest.raises(Malformed):
+        tlv.decode(inner_too_long)
+    whole = encode(3, 9, b"\x57")
+    entries, problem = tlv.decode_partial(whole + encode(3, 1, b"abc")[:-1])
+    assert [e.identifier for e in entries] == [9] and isinstance(problem, Truncated)
+    assert tlv.decode_partial(whole) == ([tlv.TlvEntry(tlv.Kind.RESOURCE_VALUE, 9, b"\x57")], None)

@@ -62,8 +62,15 @@ def _where(doc: dict) -> str:
 
 
 def message(rule: RuleInfo, doc: dict, count: int = 1, group: str | None = None) -> str:
-    ep = (doc.get("lwm2m") or {}).get("endpoint")
-    who = f"endpoint {ep}" if ep else "no known endpoint"
+    lw = doc.get("lwm2m") or {}
+    ep = lw.get("endpoint")
+    ident = (lw.get("identity") or {}).get("value")
+    if ep:
+        who = f"endpoint {ep}"
+    elif ident is not None:
+        who = f"no endpoint name yet, {(lw.get('identity') or {}).get('type', '')} identity {ident}".replace("  ", " ")
+    else:
+        who = "no known endpoint"
     what = rule.title.rstrip(".")
     path = (doc.get("lwm2m") or {}).get("path")
     detail = f" on {path}" if path and path != "/" else ""

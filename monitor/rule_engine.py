@@ -251,6 +251,7 @@ class RuleEngine:
         self._facts = self.config.facts
         self._tag_info = self.config.informational == "tag"
         self.hits: dict[str, int] = {}
+        self.psk_audit = None                  # monitor.psk_audit.PskAudit with --psk-wordlist
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -266,13 +267,13 @@ class RuleEngine:
     @classmethod
     def from_cli(cls, extra_dirs=(), config_path: str | None = None, keys=None, psk_wordlist: str | None = None):
         config = RuleConfig.load(config_path)
-        engine = cls.from_paths(BUILTIN_DIR, extra_dirs, config)
+        audit = None
         if psk_wordlist:
-            try:
-                from .psk_audit import PskAudit
-            except ImportError:
-                raise RuleError("--psk-wordlist: the PSK audit is not available in this build") from None
-            engine.psk_audit = PskAudit.from_file(psk_wordlist, keys)
+            from .psk_audit import PskAudit
+            audit = PskAudit.from_file(psk_wordlist, keys)
+            config.rules.setdefault("weak-psk", {}).setdefault("enabled", True)
+        engine = cls.from_paths(BUILTIN_DIR, extra_dirs, config)
+        engine.psk_audit = audit
         return engine
 
     @classmethod
@@ -328,6 +329,10 @@ class RuleEngine:
         if not isinstance(ev, dict) or ev.get("kind") == "alert":
             return []
         rule_facts.enrich(doc, self._facts)
+        if self.psk_audit is not None and ev.get("dataset") == "dtls.handshake":
+            audit = self.psk_audit.facts(doc)
+            if audit is not None:
+                doc["dtls"]["psk_audit"] = audit
         out: list[dict] = []
         now = doc.get("@timestamp")
         if self._next_expiry is not None and now is not None and now >= self._next_expiry:

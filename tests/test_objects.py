@@ -170,3 +170,30 @@ def test_broken_xml_names_the_file(tmp_path, content, needle):
 def test_missing_directory(tmp_path):
     with pytest.raises(ObjectModelError, match="not a directory"):
         ObjectModel.builtin().with_directory(tmp_path / "nope")
+
+
+# IPSO definitions as eclipse-leshan/leshan ships them (leshan-client-demo/src/main/resources/models,
+# commits 8fbb0bd9/bbeeed2a), transcribed: (object, resource, name, type, operations).
+LESHAN_IPSO = [
+    (3311, 5850, "On/Off", "boolean", "RW"), (3311, 5851, "Dimmer", "integer", "RW"),
+    (3311, 5852, "On Time", "integer", "RW"), (3311, 5805, "Cumulative active power", "float", "R"),
+    (3311, 5820, "Power Factor", "float", "R"), (3311, 5706, "Colour", "string", "RW"),
+    (3311, 5701, "Sensor Units", "string", "R"), (3311, 5750, "Application Type", "string", "RW"),
+    (3336, 5513, "Latitude", "string", "R"), (3336, 5514, "Longitude", "string", "R"),
+    (3336, 5515, "Altitude", "string", "R"), (3336, 5516, "Uncertainty", "string", "R"),
+    (3336, 5705, "Compass Direction", "float", "R"), (3336, 5517, "Velocity", "opaque", "R"),
+    (3336, 5518, "Timestamp", "time", "R"),
+    (3337, 5536, "Current Position", "float", "RW"), (3337, 5537, "Transition Time", "float", "RW"),
+    (3337, 5538, "Remaining Time", "float", "R"), (3337, 5519, "Min Limit", "float", "R"),
+    (3337, 5520, "Max Limit", "float", "R"), (3337, 5605, "Reset Min and Max Measured Values", "none", "E"),
+    (3341, 5527, "Text", "string", "RW"), (3341, 5528, "X Coordinate", "integer", "RW"),
+    (3341, 5545, "Max X Coordinate", "integer", "R"), (3341, 5530, "Clear Display", "none", "E"),
+    (3341, 5548, "Level", "float", "RW"), (3341, 5531, "Contrast", "float", "RW"),
+]
+
+
+@pytest.mark.parametrize("oid, rid, name, type_, ops", LESHAN_IPSO)
+def test_ipso_resources_match_leshan_models(oid, rid, name, type_, ops):
+    res = MODEL.resource(oid, rid)
+    assert (_norm(res.name), res.type, res.operations) == (_norm(name), type_, ops)
+    assert set(MODEL.object(oid).resources) >= {r for o, r, *_ in LESHAN_IPSO if o == oid}

@@ -1,0 +1,93 @@
+"""`lwm2m-monitor analyze` vs `tshark -T fields` on 1,000,000 packets of plain LwM2M (issue #2).
+
+The capture (10,000 clients: register, update, read, write, execute, observe, notify; CoAP
+encoded by aiocoap) is generated once by bench/gen_lwm2m_traffic.py into bench/.cache/. Both
+tools run in the same invocation, one after the other, on the same (page-cached) file:
+
+- tshark: the 5-tuple, CoAP type, code, MID, token, URI path, content format and observe of
+  every packet, to /dev/null;
+- lwm2m-monitor: complete events (ECS documents with endpoint, decoded payload values, rules)
+  to an NDJSON file, with 1 process and with --workers N.
+
+Run: python bench/bench_pipeline.py [--packets 1000000] [--clients 10000] [--workers 1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from measure import print_rows, row, run  # noqa: E402
+
+CACHE = HERE / ".cache"
+NAME = "plain LwM2M"
+TSHARK_FIELDS = ["ip.src", "udp.srcport", "ip.dst", "udp.dstport", "coap.type", "coap.code", "coap.mid",
+                 "coap.token", "coap.opt.uri_path_recon", "coap.opt.ctype", "coap.opt.observe"]
+
+
+def capture(packets: int, clients: int) -> Path:
+    path = CACHE / f"lwm2m-{packets}p-{clients}c.pcap"
+    if not path.exists():
+        CACHE.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        subprocess.run([sys.executable, "-W", "ignore", str(HERE / "gen_lwm2m_traffic.py"), str(tmp),
+                        "--packets", str(packets), "--clients", str(clients)], check=True,
+                       stdout=subprocess.DEVNULL)
+        tmp.rename(path)
+    return path
+
+
+def monitor_argv() -> list[str]:
+    exe = shutil.which("lwm2m-monitor")
+    return [exe] if exe else [sys.executable, "-m", "monitor.cli"]
+
+
+def count_packets(pcap: Path) -> int:
+    """Records in a classic pcap file (the generator writes no other kind)."""
+    n, pos, size = 0, 24, pcap.stat().st_size
+    with open(pcap, "rb") as f:
+        while pos < size:
+            f.seek(pos + 8)
+            caplen = int.from_bytes(f.read(4), "little")
+            pos += 16 + caplen
+            n += 1
+    return n
+
+
+def bench(packets: int, clients: int, workers: list[int], out_dir: str = "/tmp") -> list[dict]:
+    pcap = capture(packets, clients)
+    n = count_packets(pcap)
+    with open(pcap, "rb") as f:                       # warm the page cache for both tools alike
+        while f.read(1 << 22):
+            pass
+    rows = []
+    fields = [a for f in TSHARK_FIELDS for a in ("-e", f)]
+    ts = run("tshark -T fields", ["tshark", "-r", str(pcap), "-T", "fields", *fields])
+    rows.append(row(NAME, ts, n, "packets"))
+    for w in workers:
+        out = os.path.join(out_dir, f"bench-pipeline-w{w}.ndjson")
+        argv = monitor_argv() + ["analyze", str(pcap), "--out", out, "-q"] + (["--workers", str(w)] if w > 1 else [])
+        m = run("lwm2m-monitor analyze" + (f" --workers {w}" if w > 1 else ""), argv)
+        with open(out, "rb") as f:
+            docs = sum(1 for _ in f)
+        os.unlink(out)
+        rows.append(row(NAME, m, n, "packets", ts, f"{docs:,} documents"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--clients", type=int, default=10_000)
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to run (default 1,2)")
+    args = ap.parse_args()
+    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")]))
+
+
+if __name__ == "__main__":
+    main()

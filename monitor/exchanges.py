@@ -29,7 +29,7 @@ class Carrier:
     fields: dict | None = None              # merged into events (tls.*, dtls.*, oscore.*, lwm2m.identity)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)          # identity semantics: exchanges are tracked objects
 class Exchange:
     request: coap.Message
     req_dgram: Datagram

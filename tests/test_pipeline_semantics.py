@@ -1,0 +1,144 @@
+"""LwM2M semantics the real-peer captures do not all exercise: NAT rebinding, alternate path,
+unanswered requests, retransmissions, resets, lifetimes. Messages are encoded by aiocoap."""
+from __future__ import annotations
+
+import warnings
+
+from aiocoap import message as M, numbers as N
+
+from monitor.datagram import Datagram
+from monitor.pipeline import Pipeline, PipelineConfig
+
+SERVER = ("192.0.2.10", 5683)
+CLIENT = ("198.51.100.7", 40001)
+S = 1_000_000_000
+
+
+def enc(mtype, code, mid, token=b"", **opts) -> bytes:
+    payload = opts.pop("payload", b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = M.Message(mtype=mtype, code=code, mid=mid, token=token, payload=payload)
+    for k, v in opts.items():
+        setattr(m.opt, k, v)
+    return m.encode()
+
+
+class Run:
+    def __init__(self):
+        self.p = Pipeline(PipelineConfig())
+        self.docs: list[dict] = []
+        self.t = 1_700_000_000 * S
+        self.frame = 0
+
+    def send(self, src, dst, data, dt=0.01):
+        self.t += int(dt * S)
+        self.frame += 1
+        self.docs += self.p.feed(Datagram(self.t, src[0], src[1], dst[0], dst[1], data, self.frame, "test"))
+
+    def close(self):
+        self.docs += self.p.close()
+        return [d for d in self.docs if d["event"]["dataset"] == "lwm2m.operation"]
+
+    def register(self, client=CLIENT, ep="ep-1", lt=300, payload=b"</1/0>,</3/0>", loc="abcd"):
+        self.send(client, SERVER, enc(N.CON, N.POST, 1, b"r1", uri_path=("rd",),
+                                      uri_query=(f"ep={ep}", f"lt={lt}", "lwm2m=1.1"), content_format=40,
+                                      payload=payload))
+        self.send(SERVER, client, enc(N.ACK, N.CREATED, 1, b"r1", location_path=("rd", loc)))
+
+
+def test_operations_after_nat_rebinding_keep_the_endpoint():
+    r = Run()
+    r.register()
+    moved = ("203.0.113.9", 61000)
+    r.send(moved, SERVER, enc(N.CON, N.POST, 2, b"u1", uri_path=("rd", "abcd")))
+    r.send(SERVER, moved, enc(N.ACK, N.CHANGED, 2, b"u1"))
+    r.send(SERVER, moved, enc(N.CON, N.GET, 77, b"g1", uri_path=("3", "0", "0"), accept=0))
+    r.send(moved, SERVER, enc(N.ACK, N.CONTENT, 77, b"g1", content_format=0, payload=b"ACME"))
+    ops = r.close()
+    assert [(d["event"]["action"], d["lwm2m"]["endpoint"]) for d in ops] == [
+        ("register", "ep-1"), ("update", "ep-1"), ("read", "ep-1")]
+    assert ops[2]["client"] == {"ip": moved[0], "port": moved[1]}
+    assert r.p.registry.stats.rebinding == 1
+
+
+def test_alternate_path_is_honoured():
+    r = Run()
+    r.register(payload=b'</lwm2m>;rt="oma.lwm2m",</lwm2m/1/0>,</lwm2m/3/0>')
+    r.send(SERVER, CLIENT, enc(N.CON, N.GET, 5, b"g", uri_path=("lwm2m", "3", "0", "0"), accept=0))
+    r.send(CLIENT, SERVER, enc(N.ACK, N.CONTENT, 5, b"g", content_format=0, payload=b"ACME"))
+    ops = r.close()
+    assert ops[1]["event"]["action"] == "read" and ops[1]["lwm2m"]["path"] == "/3/0/0"
+    assert ops[1]["lwm2m"]["values"][0]["value"] == "ACME"
+
+
+def test_unanswered_request_is_emitted_with_outcome_unknown():
+    r = Run()
+    r.register()
+    r.send(SERVER, CLIENT, enc(N.CON, N.POST, 9, b"x", uri_path=("3", "0", "4")))
+    ops = r.close()
+    assert ops[-1]["event"]["action"] == "execute" and ops[-1]["event"]["outcome"] == "unknown"
+    assert ops[-1]["lwm2m"]["endpoint"] == "ep-1"
+
+
+def test_retransmission_counted_once():
+    r = Run()
+    r.register()
+    req = enc(N.CON, N.PUT, 11, b"w", uri_path=("1", "0", "1"), content_format=0, payload=b"60")
+    r.send(SERVER, CLIENT, req)
+    r.send(SERVER, CLIENT, req, dt=2)           # retransmitted after ACK_TIMEOUT
+    r.send(CLIENT, SERVER, enc(N.ACK, N.CHANGED, 11, b"w"))
+    ops = r.close()
+    writes = [d for d in ops if d["event"]["action"] == "write"]
+    assert len(writes) == 1 and writes[0]["coap"]["retransmissions"] == 1
+
+
+def test_reset_answer_is_a_failure():
+    r = Run()
+    r.register()
+    r.send(SERVER, CLIENT, enc(N.CON, N.GET, 12, b"q", uri_path=("3", "0"), accept=11542))
+    r.send(CLIENT, SERVER, enc(N.RST, N.EMPTY, 12))
+    ops = r.close()
+    assert ops[-1]["event"]["action"] == "read" and ops[-1]["event"]["outcome"] == "failure"
+
+
+def test_registration_expires_by_lifetime():
+    r = Run()
+    r.register(lt=60)
+    r.send(SERVER, CLIENT, enc(N.CON, N.GET, 13, b"a", uri_path=("3", "0", "0")), dt=600)
+    r.send(CLIENT, SERVER, enc(N.ACK, N.CONTENT, 13, b"a", content_format=0, payload=b"x"))
+    ops = r.close()
+    assert "endpoint" not in ops[-1]["lwm2m"]
+    assert r.p.registry.stats.expired == 1
+
+
+def test_same_endpoint_from_two_addresses_is_a_fact():
+    r = Run()
+    r.register()
+    r.register(client=("198.51.100.99", 40002), loc="ef01")
+    ops = r.close()
+    assert ops[1]["lwm2m"]["registration"]["duplicate_from"] == "198.51.100.7:40001"
+    assert "duplicate_from" not in ops[0]["lwm2m"]["registration"]
+
+
+def test_reactive_cancel_by_reset_to_a_notification():
+    r = Run()
+    r.register()
+    r.send(SERVER, CLIENT, enc(N.CON, N.GET, 20, b"ob", uri_path=("3", "0", "9"), observe=0))
+    r.send(CLIENT, SERVER, enc(N.ACK, N.CONTENT, 20, b"ob", observe=1, content_format=0, payload=b"80"))
+    r.send(CLIENT, SERVER, enc(N.CON, N.CONTENT, 500, b"ob", observe=2, content_format=0, payload=b"79"))
+    r.send(SERVER, CLIENT, enc(N.RST, N.EMPTY, 500))
+    ops = r.close()
+    assert [d["event"]["action"] for d in ops] == ["register", "observe", "notify", "cancel-observation"]
+    assert ops[2]["lwm2m"]["values"][0]["value"] == 79
+
+
+def test_coap_found_by_content_on_any_port_and_garbage_ignored():
+    r = Run()
+    odd_server = ("192.0.2.10", 7777)
+    r.send(CLIENT, odd_server, enc(N.CON, N.POST, 1, b"b", uri_path=("bs",), uri_query=("ep=ep-9",)))
+    r.send(odd_server, CLIENT, enc(N.ACK, N.CHANGED, 1, b"b"))
+    r.send(CLIENT, ("192.0.2.53", 53), bytes.fromhex("abcd01000001000000000000"))   # DNS, not CoAP
+    ops = r.close()
+    assert [(d["event"]["action"], d["lwm2m"]["endpoint"]) for d in ops] == [("bootstrap-request", "ep-9")]
+    assert r.p.stats.other_udp == 1 and not r.p.stats.decode_errors

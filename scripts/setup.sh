@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=()
-for pkg in tshark tcpdump libpcap-dev tcpreplay iproute2 maven default-jre-headless chromium; do
+for pkg in tshark tcpdump libpcap-dev tcpreplay iproute2 maven default-jre-headless unzip chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,90 @@
+"""Decrypted DTLS records/s: `lwm2m-monitor analyze --keys` vs `tshark -o dtls.psk:...` (issue #3).
+
+The capture (≥100k packets, 2,000 DTLS 1.2 PSK sessions with TLS_PSK_WITH_AES_128_CCM_8,
+LwM2M inside) is generated once by bench/gen_dtls_traffic.py into bench/.cache/. Both tools run
+in the same invocation on the same file:
+
+- tshark: `-o dtls.psk:HEX -T fields -e coap.code`; its decrypted records are the lines with a
+  CoAP code (one CoAP message per application-data record);
+- lwm2m-monitor: complete events to NDJSON; its decrypted records are the CoAP messages of its
+  summary (all of them come out of DTLS here). With 1 process and with --workers N.
+
+The count each tool reached is checked against the generator's number of application records,
+so a tool that fails to decrypt cannot look fast. Rate = application records / wall seconds.
+
+Run: python bench/bench_dtls_vs_tshark.py [--packets 120000] [--clients 2000] [--workers 1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_pipeline import monitor_argv  # noqa: E402
+from measure import print_rows, row, run  # noqa: E402
+
+CACHE = HERE / ".cache"
+NAME = "DTLS-PSK decryption"
+
+
+def capture(packets: int, clients: int) -> tuple[Path, Path, dict]:
+    stem = CACHE / f"dtls-{packets}p-{clients}c"
+    pcap, keys, meta = (Path(f"{stem}{ext}") for ext in (".pcap", ".keys.yaml", ".json"))
+    if not meta.exists():
+        CACHE.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, str(HERE / "gen_dtls_traffic.py"), str(pcap),
+                        "--packets", str(packets), "--clients", str(clients)], check=True,
+                       stdout=subprocess.DEVNULL)
+    with open(meta) as f:
+        return pcap, keys, json.load(f)
+
+
+def bench(packets: int, clients: int, workers: list[int], out_dir: str = "/tmp") -> list[dict]:
+    pcap, keys, meta = capture(packets, clients)
+    expected = meta["app_records"]
+    with open(pcap, "rb") as f:
+        while f.read(1 << 22):
+            pass
+    rows = []
+    ts = run("tshark -o dtls.psk -T fields -e coap.code",
+             ["tshark", "-r", str(pcap), "-o", f"dtls.psk:{meta['psk_hex']}", "-T", "fields", "-e", "coap.code"],
+             capture=True)
+    got = sum(1 for line in ts.stdout.splitlines() if line.strip())
+    rows.append(row(NAME, ts, got, "records", None, _note(got, expected, meta)))
+    for w in workers:
+        out = os.path.join(out_dir, f"bench-dtls-w{w}.ndjson")
+        argv = monitor_argv() + ["analyze", str(pcap), "--keys", str(keys), "--out", out] + \
+            (["--workers", str(w)] if w > 1 else [])
+        m = run("lwm2m-monitor analyze --keys" + (f" --workers {w}" if w > 1 else ""), argv, capture=True)
+        os.unlink(out)
+        summary = m.stdout.decode()
+        found = re.search(r"coap messages ([\d,]+)", summary)
+        got = int(found.group(1).replace(",", "")) if found else 0
+        docs = re.search(r"documents ([\d,]+)", summary)
+        rows.append(row(NAME, m, got, "records", ts,
+                        _note(got, expected, meta) + (f", {docs.group(1)} documents" if docs else "")))
+    return rows
+
+
+def _note(got: int, expected: int, meta: dict) -> str:
+    status = "all decrypted" if got == expected else f"ONLY {got:,} of {expected:,} DECRYPTED"
+    return f"{status} ({meta['packets']:,} packets, {meta['handshakes']:,} sessions)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=120_000)
+    ap.add_argument("--clients", type=int, default=2_000)
+    ap.add_argument("--workers", default="1,2")
+    args = ap.parse_args()
+    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")]))
+
+
+if __name__ == "__main__":
+    main()

@@ -336,7 +336,7 @@ class EsSink:
         if isinstance(exc, ApiError):
             text = f"HTTP {exc.status_code}: {_reason(exc.body if isinstance(exc.body, dict) else str(exc))}"
         else:
-            text = f"{type(exc).__name__}: {exc}"
+            text = f"{type(exc).__name__}: {getattr(exc, 'message', '') or exc}"
         self._error_text(text)
 
     def _error_text(self, text: str) -> None:

@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -98,7 +98,7 @@ class Node:
     home: str
     workdir: str
     http_port: int
-    password: str
+    password: str = field(repr=False)
     ca_path: str
     proc: subprocess.Popen | None = None
 

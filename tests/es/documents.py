@@ -1,0 +1,51 @@
+"""Documents for the output tests: what the project's pipeline makes of the captures in
+pcaps/ (each with its keys file), plus an alert shaped after ../shared/EVENTS.md "Alerts"
+until the rules engine produces real ones."""
+from __future__ import annotations
+
+import functools
+import glob
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@functools.lru_cache(maxsize=1)
+def pipeline_documents() -> tuple[dict, ...]:
+    from monitor import keys
+    from monitor.analyze import collect
+    from monitor.pipeline import PipelineConfig
+
+    docs: list[dict] = []
+    for capture in sorted(glob.glob(os.path.join(ROOT, "pcaps", "*.pcap"))):
+        keys_path = capture[: -len(".pcap")] + ".keys.yaml"
+        config = PipelineConfig(keys=keys.load(keys_path)) if os.path.exists(keys_path) else PipelineConfig()
+        out, _ = collect([capture], config)
+        docs.extend(out)
+    return tuple(docs)
+
+
+def alert_document() -> dict:
+    """An `lwm2m.alert` document with the fields EVENTS.md lists for alerts."""
+    return {
+        "@timestamp": "2024-05-01T10:00:00.123456Z",
+        "event": {"kind": "alert", "dataset": "lwm2m.alert", "action": "endpoint-identity-mismatch",
+                  "id": "alert-0001", "severity": 3, "risk_score": 73.0,
+                  "category": ["intrusion_detection"], "type": ["info"]},
+        "rule": {"name": "endpoint-identity-mismatch", "id": "6f1c2a10-3c57-4d0f-9a51-3f5e0e6f7a01",
+                 "description": "DTLS PSK identity differs from the registered endpoint name",
+                 "reference": ["https://www.openmobilealliance.org/release/LightweightM2M/"]},
+        "message": "Endpoint urn:dev:42 registered from 203.0.113.10:5684 with PSK identity gateway-psk-99",
+        "source": {"ip": "203.0.113.10", "port": 5684}, "destination": {"ip": "198.51.100.7", "port": 5684},
+        "client": {"ip": "203.0.113.10", "port": 5684}, "server": {"ip": "198.51.100.7", "port": 5684},
+        "network": {"transport": "udp", "community_id": "1:xxxxxxxxxxxxxxxxxxxxxxxxxxx="},
+        "lwm2m": {"endpoint": "urn:dev:42", "identity": {"value": "gateway-psk-99", "type": "psk",
+                                                         "matches_endpoint": False}},
+        "related": {"ip": ["203.0.113.10", "198.51.100.7"], "hosts": ["urn:dev:42"],
+                    "id": ["0123456789abcdef01234567"]},
+        "file": {"path": "pcaps/example.pcap"},
+    }
+
+
+def all_documents() -> list[dict]:
+    return list(pipeline_documents()) + [alert_document()]

@@ -1,0 +1,175 @@
+"""Elasticsearch sink against a real single-node Elasticsearch (tests/es/, no mocks)."""
+from __future__ import annotations
+
+import collections
+import ipaddress
+import json
+import os
+
+from es.documents import alert_document, all_documents
+from monitor.es_sink import EsSink
+
+
+def _index_all(node, config):
+    sink = EsSink(config)
+    docs = all_documents()
+    sink.write(docs)
+    report = sink.close()
+    node.request("POST", f"/logs-*-{config.namespace}/_refresh")
+    return docs, report, sink
+
+
+def _search(node, ns, query, size=2000):
+    return node.request("POST", f"/logs-*-{ns}/_search?track_total_hits=true",
+                        {"size": size, "query": query, "_source": ["event.id"]})
+
+
+def test_bulk_every_document_type_lands_once_per_event_id(es_node, es_config):
+    config = es_config()
+    docs, report, sink = _index_all(es_node, config)
+    ids = [d["event"]["id"] for d in docs]
+    assert len(set(ids)) == len(ids), "the pipeline produced duplicate event.id values"
+    datasets = collections.Counter(d["event"]["dataset"] for d in docs)
+    assert {"lwm2m.operation", "dtls.handshake", "dtls.alert", "oscore.context", "lwm2m.alert"} <= set(datasets)
+    assert (report.sent, report.duplicates, report.dead_lettered, report.spooled_remaining) == (len(docs), 0, 0, 0)
+    # One index per dataset, named after the data stream convention, holding exactly its documents.
+    for dataset, n in datasets.items():
+        got = es_node.request("GET", f"/logs-{dataset}-{config.namespace}/_count")
+        assert got.get("count") == n, (dataset, got)
+    hits = _search(es_node, config.namespace, {"match_all": {}})["hits"]
+    assert hits["total"]["value"] == len(docs)
+    assert sorted(h["_id"] for h in hits["hits"]) == sorted(ids)
+    assert all(h["_id"] == h["_source"]["event"]["id"] for h in hits["hits"])
+    # The node of the tests has no data-streams module: plain indices (see tests/es/README.md).
+    assert sink.data_streams is False
+    assert es_node.request("GET", f"/logs-lwm2m.operation-{config.namespace}").get("_status") is None
+
+
+def test_mappings_come_from_fields_yml(es_node, es_config):
+    config = es_config()
+    _index_all(es_node, config)
+    index = f"logs-lwm2m.operation-{config.namespace}"
+    fields = ["@timestamp", "source.ip", "client.ip", "lwm2m.endpoint", "event.action", "lwm2m.values",
+              "event.duration", "coap.mid", "lwm2m.identity.matches_endpoint"]
+    got = es_node.request("GET", f"/{index}/_mapping/field/{','.join(fields)}")[index]["mappings"]
+    types = {name: next(iter(m["mapping"].values()))["type"] for name, m in got.items()}
+    assert types == {"@timestamp": "date", "source.ip": "ip", "client.ip": "ip", "lwm2m.endpoint": "keyword",
+                     "event.action": "keyword", "lwm2m.values": "flattened", "event.duration": "long",
+                     "coap.mid": "long", "lwm2m.identity.matches_endpoint": "boolean"}
+    template = es_node.request("GET", "/_index_template/lwm2m-monitor")["index_templates"][0]["index_template"]
+    assert "logs-lwm2m.*-*" in template["index_patterns"]
+
+
+def test_queries_by_endpoint_action_and_cidr(es_node, es_config):
+    config = es_config()
+    docs, _, _ = _index_all(es_node, config)
+    ns = config.namespace
+
+    def ids(query):
+        return sorted(h["_id"] for h in _search(es_node, ns, query)["hits"]["hits"])
+
+    def expected(pred):
+        return sorted(d["event"]["id"] for d in docs if pred(d))
+
+    endpoints = collections.Counter(d.get("lwm2m", {}).get("endpoint") for d in docs) - collections.Counter({None: 10**9})
+    assert endpoints, "no document names an endpoint"
+    for endpoint in endpoints:
+        assert ids({"term": {"lwm2m.endpoint": endpoint}}) == expected(lambda d: d.get("lwm2m", {}).get("endpoint") == endpoint)
+    for action in ("register", "read", "write", "notify"):
+        want = expected(lambda d: d["event"]["action"] == action)
+        assert want, action
+        assert ids({"term": {"event.action": action}}) == want
+    # term on an ip field with a CIDR: the node does the prefix match, Python's ipaddress checks it.
+    for cidr in ("127.0.0.0/8", "192.0.2.0/24", "::1/128"):
+        net = ipaddress.ip_network(cidr)
+        want = expected(lambda d: ipaddress.ip_address(d["source"]["ip"]) in net)
+        assert ids({"term": {"source.ip": cidr}}) == want
+    assert expected(lambda d: d["source"]["ip"].startswith("127."))
+    assert ids({"term": {"source.ip": "203.0.113.0/24"}}) == [alert_document()["event"]["id"]]
+    # alerts by rule and severity
+    got = _search(es_node, ns, {"bool": {"filter": [{"term": {"event.kind": "alert"}},
+                                                    {"range": {"event.severity": {"gte": 3}}}]}})
+    assert [h["_id"] for h in got["hits"]["hits"]] == [alert_document()["event"]["id"]]
+
+
+def test_mixed_value_types_never_conflict(es_node, es_config):
+    config = es_config()
+    base = alert_document()
+    docs = []
+    for i, value in enumerate([21.5, "21.5", True, 7, {"redacted": True, "sha256_8": "0a1b2c3d"}, "x" * 5000]):
+        d = json.loads(json.dumps(base))
+        d["event"].update(id=f"mixed-{i}", dataset="lwm2m.operation", kind="event", action="read")
+        d["lwm2m"]["values"] = [{"path": "/3303/0/5700", "type": "float", "value": value}]
+        docs.append(d)
+    sink = EsSink(config)
+    sink.write(docs)
+    report = sink.close()
+    assert (report.sent, report.dead_lettered) == (len(docs), 0)
+    es_node.request("POST", f"/logs-*-{config.namespace}/_refresh")
+    got = _search(es_node, config.namespace, {"term": {"lwm2m.values.path": "/3303/0/5700"}})
+    assert got["hits"]["total"]["value"] == len(docs)
+    got = _search(es_node, config.namespace, {"term": {"lwm2m.values.value.sha256_8": "0a1b2c3d"}})
+    assert [h["_id"] for h in got["hits"]["hits"]] == ["mixed-4"]
+
+
+def test_wrong_typed_field_goes_to_dead_letter_with_reason(es_node, es_config, tmp_path):
+    config = es_config(dead_letter=str(tmp_path / "dead.ndjson"))
+    good = alert_document()
+    bad = json.loads(json.dumps(good))
+    bad["event"]["id"] = "bad-ip-1"
+    bad["source"]["ip"] = "not-an-ip"
+    sink = EsSink(config)
+    sink.write([good, bad])
+    report = sink.close()
+    assert (report.sent, report.dead_lettered, report.spooled_remaining) == (1, 1, 0)
+    with open(tmp_path / "dead.ndjson", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert len(records) == 1
+    rec = records[0]
+    assert rec["_id"] == "bad-ip-1" and rec["status"] == 400
+    assert rec["document"] == bad
+    assert "source.ip" in rec["reason"] and "not-an-ip" in rec["reason"]
+    es_node.request("POST", f"/logs-*-{config.namespace}/_refresh")
+    assert _search(es_node, config.namespace, {"match_all": {}})["hits"]["total"]["value"] == 1
+
+
+def test_resending_is_idempotent(es_node, es_config):
+    config = es_config()
+    docs, first, _ = _index_all(es_node, config)
+    sink = EsSink(config)
+    sink.write(docs)
+    second = sink.close()
+    assert (second.sent, second.duplicates, second.dead_lettered) == (0, len(docs), 0)
+    es_node.request("POST", f"/logs-*-{config.namespace}/_refresh")
+    assert _search(es_node, config.namespace, {"match_all": {}})["hits"]["total"]["value"] == len(docs)
+
+
+def test_wrong_password_spools_and_a_later_run_replays(es_node, es_config, tmp_path):
+    wrong = "definitely-not-the-password"
+    config = es_config(max_retries=1, backoff_initial=0.05)
+    bad = type(config)(**{**config.__dict__, "password": wrong})
+    docs = all_documents()[:50]
+    sink = EsSink(bad)
+    sink.write(docs)
+    report = sink.close()
+    assert (report.sent, report.spooled_remaining, report.dead_lettered) == (0, len(docs), 0)
+    assert report.retries == 1
+    assert any("401" in e for e in report.errors), report.errors
+    assert not any(wrong in e for e in report.errors) and wrong not in repr(bad)
+    # Same spool dir, right password: the spool of the earlier run is delivered, in order, once.
+    sink = EsSink(config)
+    report = sink.close()
+    assert (report.sent, report.spooled_remaining, report.duplicates) == (len(docs), 0, 0)
+    assert not [n for n in os.listdir(config.spool_dir) if n.startswith("spool-") and os.path.getsize(os.path.join(config.spool_dir, n))]
+
+
+def test_ca_file_is_what_makes_tls_work(es_node, es_config):
+    config = es_config(max_retries=0)
+    no_ca = type(config)(**{**config.__dict__, "ca": None})
+    sink = EsSink(no_ca)
+    sink.write([alert_document()])
+    report = sink.close()
+    assert (report.sent, report.spooled_remaining) == (0, 1)
+    assert any("CERTIFICATE_VERIFY_FAILED" in e or "certificate verify failed" in e for e in report.errors), report.errors
+    sink = EsSink(config)
+    assert sink.close().sent == 1

@@ -197,3 +197,44 @@ def test_ipso_resources_match_leshan_models(oid, rid, name, type_, ops):
     res = MODEL.resource(oid, rid)
     assert (_norm(res.name), res.type, res.operations) == (_norm(name), type_, ops)
     assert set(MODEL.object(oid).resources) >= {r for o, r, *_ in LESHAN_IPSO if o == oid}
+
+
+# The OMA LwM2M registry (github OpenMobileAlliance/lwm2m-registry) as Nordic Semiconductor's npm
+# package turns it into JSON schema; install with `cd tests/registry && npm ci`. Objects 0 and 21
+# are not in it. JSON schema keeps only coarse types (Boolean and Unsigned appear as integer; Opaque,
+# Objlnk and Corelnk as string). Resources only we have are older-version ones we keep on purpose.
+REGISTRY = Path(__file__).with_name("registry") / "node_modules/@nordicsemiconductor/lwm2m-types/LwM2MDocument.schema.json"
+OLDER_VERSION_RESOURCES = {(3331, 5805), (3336, 5513), (3336, 5514), (3336, 5515), (3336, 5516)}
+COARSE = {"string": "string", "opaque": "string", "objlnk": "string", "corelnk": "string",
+          "integer": "integer", "boolean": "integer", "unsigned": "integer", "time": "time", "float": "number"}
+
+
+def _coarse(prop):
+    if prop.get("type") == "array":
+        return "M:" + _coarse(prop["items"])
+    return "time" if prop.get("type") == "integer" and prop.get("unixTimestamp") else prop["type"]
+
+
+def test_objects_match_the_oma_registry():
+    if not REGISTRY.is_file():
+        pytest.skip("registry package not installed (cd tests/registry && npm ci)")
+    import json
+    schema = json.loads(REGISTRY.read_text())["properties"]
+    compared = 0
+    for oid in MODEL.object_ids():
+        keys = [k for k in schema if k == str(oid) or k.startswith(f"{oid}:")]
+        if not keys:
+            assert oid in (0, 21), oid
+            continue
+        entry = schema[keys[0]]
+        props = (entry["items"] if entry.get("type") == "array" else entry)["properties"]
+        ours = MODEL.object(oid).resources
+        assert {int(r) for r in props} <= set(ours), (oid, sorted({int(r) for r in props} - set(ours)))
+        for rid, res in ours.items():
+            if (oid, rid) in OLDER_VERSION_RESOURCES or res.type == "none":
+                continue
+            prop = props[str(rid)]
+            expected = ("M:" if res.multiple else "") + COARSE[res.type]
+            assert (_norm(res.name), expected) == (_norm(prop["title"]), _coarse(prop)), (oid, rid)
+            compared += 1
+    assert compared > 500

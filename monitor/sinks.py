@@ -7,6 +7,8 @@ the Elasticsearch sink is monitor/es_sink.py.
 from __future__ import annotations
 
 import json
+
+import orjson
 import os
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,8 +35,9 @@ class Sink(Protocol):
 
 
 def dumps(doc: dict) -> str:
-    """The one NDJSON encoding: stable key order, compact, UTF-8 kept as is."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The one NDJSON encoding: stable key order, compact, UTF-8 kept as is (orjson: the
+    encoder is a large share of the per-document cost)."""
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
 class NdjsonSink:

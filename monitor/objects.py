@@ -39,6 +39,9 @@ class ObjectModelError(ValueError):
     """An object-definition file is unreadable or breaks the schema; the message names it."""
 
 
+ObjectDefinitionError = ObjectModelError   # the name monitor/cli.py catches
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceDef:
     object_id: int

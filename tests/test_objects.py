@@ -238,3 +238,17 @@ def test_objects_match_the_oma_registry():
             assert (_norm(res.name), expected) == (_norm(prop["title"]), _coarse(prop)), (oid, rid)
             compared += 1
     assert compared > 500
+
+
+def test_cli_objects_option(tmp_path):
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "broken.xml").write_text("<LWM2M><Object>")
+    run = lambda objects: subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "analyze", str(root / "pcaps/leshan-nosec-operations.pcap"),
+         "--objects", str(objects), "--out", str(tmp_path / "out.ndjson")], capture_output=True, text=True, cwd=root)
+    bad = run(tmp_path)
+    assert bad.returncode == 4 and "broken.xml" in bad.stderr
+    good = run(Path(__file__).with_name("payloads_objects"))
+    assert good.returncode == 0, good.stderr
+    assert '"Blob"' in (tmp_path / "out.ndjson").read_text()    # a name only the user XML defines

@@ -10,6 +10,7 @@ as JSON text so CSV and Parquet hold the same thing), and `lwm2m.inventory` stat
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 from collections import Counter
@@ -280,30 +281,56 @@ def _endpoint(doc: dict) -> str | None:
     return None
 
 
-def build(docs: list[dict]) -> Inventory:
-    """The inventory of `docs` (any order; devices sorted by endpoint)."""
-    by_address: dict[tuple, set] = {}
+def device_keys(docs: list[dict]) -> list[tuple | None]:
+    """Per document, the device it belongs to: (0, endpoint), (1, client address) for a client
+    never named, or None (no client address). A document without endpoint goes to the endpoint
+    seen nearest in time at its client address: an address:port is one device at a time, and
+    ports get reused over time."""
+    by_address: dict[tuple, list[tuple[str, str]]] = {}
     for d in docs:
         ep, c = _endpoint(d), _addr(d, "client")
         if ep and c:
-            by_address.setdefault(c, set()).add(ep)
-    # Key: (0, endpoint) for named devices, (1, client address) for clients never named.
-    builders: dict[tuple, _Builder] = {}
-    unattributed: Counter = Counter()
+            by_address.setdefault(c, []).append((str(d.get("@timestamp", "")), ep))
+    for seen in by_address.values():
+        seen.sort()
+    keys: list[tuple | None] = []
     for d in docs:
         ep, client = _endpoint(d), _addr(d, "client")
-        if ep is None:
-            owners = by_address.get(client, ())
-            ep = next(iter(owners)) if len(owners) == 1 else None
+        if ep is None and client is not None and client in by_address:
+            ep = _nearest(by_address[client], str(d.get("@timestamp", "")))
+        if ep is None and client is None:
+            keys.append(None)
+            continue
+        keys.append((0, ep) if ep is not None else (1, client))
+    return keys
+
+
+def _nearest(seen: list[tuple[str, str]], ts: str) -> str:
+    if len({ep for _, ep in seen}) == 1:
+        return seen[0][1]
+    i = bisect.bisect_left(seen, (ts, ""))
+    candidates = seen[max(i - 1, 0): i + 1]
+    t = _ts_ns(ts)
+    return min(candidates, key=lambda c: abs(_ts_ns(c[0]) - t))[1]
+
+
+def key_name(key: tuple) -> str:
+    return key[1] if key[0] == 0 else f"(unnamed) {address_text(key[1])}"
+
+
+def build(docs: list[dict], keys: list[tuple | None] | None = None) -> Inventory:
+    """The inventory of `docs` (any order; named devices sorted by endpoint, then unnamed ones)."""
+    builders: dict[tuple, _Builder] = {}
+    unattributed: Counter = Counter()
+    for d, key in zip(docs, keys if keys is not None else device_keys(docs)):
         kind, dataset = get_path(d, "event.kind"), get_path(d, "event.dataset")
-        if ep is None and (client is None or len(by_address.get(client, ())) > 1):
+        if key is None:
             if kind == "alert":
                 unattributed[str(get_path(d, "rule.name") or get_path(d, "event.action") or "?")] += 1
             continue
-        key = (0, ep) if ep is not None else (1, client)
         b = builders.get(key)
         if b is None:
-            b = builders[key] = _Builder(ep)
+            b = builders[key] = _Builder(key[1] if key[0] == 0 else None)
         b.seen(d)
         if kind == "alert":
             b.alerts[str(get_path(d, "rule.name") or get_path(d, "event.action") or "?")] += 1

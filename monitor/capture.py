@@ -41,6 +41,8 @@ class CaptureStats:
     fragment_overlaps: int = 0
     fragment_evictions: int = 0
     fragment_timeouts: int = 0
+    fragment_unfinished: int = 0    # datagrams still missing fragments when their file ended
+    file_bytes: int = 0             # bytes read from disk (compressed size for gzip): progress
     errors: list[str] = field(default_factory=list)
 
 
@@ -84,7 +86,7 @@ class _CompressedDamage(Exception):
     pass
 
 
-def _chunks(f: BinaryIO, gz: bool) -> Iterator[bytes]:
+def _chunks(f: BinaryIO, gz: bool, stats: CaptureStats) -> Iterator[bytes]:
     """The file's bytes in large chunks, decompressed as they come.
 
     Decompressing ourselves (not GzipFile) hands over every byte before a damaged or cut
@@ -92,11 +94,13 @@ def _chunks(f: BinaryIO, gz: bool) -> Iterator[bytes]:
     """
     if not gz:
         while chunk := f.read(CHUNK):
+            stats.file_bytes += len(chunk)
             yield chunk
         return
     d = zlib.decompressobj(31)
     fed = False                        # has the current gzip member received bytes?
     while raw := f.read(CHUNK):
+        stats.file_bytes += len(raw)
         while raw:
             fed = True
             saved = d.copy()
@@ -134,7 +138,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
     reader = Reader()
     reasm = Reassembler()
     frame = frames = nbytes = 0
-    chunks = _chunks(f, gz)
+    chunks = _chunks(f, gz, stats)
     try:
         while True:
             try:
@@ -185,6 +189,11 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
         stats.fragment_overlaps += rs.overlaps
         stats.fragment_evictions += rs.evictions
         stats.fragment_timeouts += rs.timeouts
+        stats.fragment_unfinished += len(reasm)
+        for reason, count in (("IP fragment beyond 64 KiB", rs.oversized),
+                              ("IP datagram in too many fragments", rs.too_many_parts)):
+            if count:
+                stats.malformed[reason] = stats.malformed.get(reason, 0) + count
 
 
 def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassembler,

@@ -58,6 +58,7 @@ NON_IP = Skip("non_ip", "not IP")
 UNSUPPORTED_LINK = Skip("non_ip", "unsupported link type")
 NON_UDP = Skip("non_udp", "not UDP")
 TRUNCATED = Skip("truncated", "frame captured shorter than its headers")
+NESTED_FRAGMENT = Skip("malformed", "IPv6 fragment inside a reassembled fragment")
 
 
 def _bad(reason: str) -> Skip:
@@ -248,7 +249,8 @@ def transport(frag: Fragment, payload: bytes) -> Udp | Skip:
     src, dst = frag.key[1], frag.key[2]
     if frag.ipv6:
         # Headers after the Fragment header belong to the reassembled payload.
-        return _ipv6_ext(payload, 0, len(payload), frag.proto, src, dst, False)
+        r = _ipv6_ext(payload, 0, len(payload), frag.proto, src, dst, False)
+        return NESTED_FRAGMENT if r.__class__ is Fragment else r
     if frag.proto != IPPROTO_UDP:
         return NON_UDP
     return _udp(payload, 0, len(payload), src, dst, False)

@@ -11,7 +11,7 @@ from scapy.all import (IP, UDP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, Raw
 
 from monitor.capture import CaptureStats, read_files
 from monitor.ip_reassembly import Reassembler
-from parsers.netlayers import Fragment, Udp, decode, transport
+from parsers.netlayers import Fragment, Skip, Udp, decode, transport
 from test_capture_corpus import ROOT, ours, tshark_udp
 
 _spec = importlib.util.spec_from_file_location("variants", ROOT / "pcaps" /
@@ -145,3 +145,65 @@ def test_beyond_64k_is_refused():
     r = Reassembler()
     frag = decode(101, _frags(5, [(65528, b"x" * 16, False)])[0], 100)
     assert r.add(frag, 0) is None and r.stats.oversized == 1 and len(r) == 0
+
+
+def test_crumbs_then_a_covering_fragment():
+    """Hundreds of 8-byte pieces with holes, then one fragment over all: bounded work, no
+    recursion, the first copies kept where they were."""
+    r = Reassembler()
+    frames = _frags(11, [(16 * i, bytes([i & 0xFF]) * 8, True) for i in range(1, 300)])
+    frames += _frags(11, [(0, UDP_HDR.replace(b"\x00\x20", b"\x12\xc8", 1) + b"z" * 4792,
+                           True), (4800, b"end-mark", False)])
+    got = reassemble(frames, r)
+    assert len(got) == 1 and len(got[0].payload) == 4800 and got[0].payload[-8:] == b"end-mark"
+    assert got[0].payload[8:16] == b"\x01" * 8 and got[0].payload[16:24] == b"z" * 8
+    assert (r.stats.overlaps, r.stats.duplicates) == (298, 1)    # crumb 122 is b"z" * 8
+
+
+def test_too_many_parts_gives_the_datagram_up():
+    r = Reassembler(max_parts=100)
+    reassemble(_frags(12, [(16 * i, b"x" * 8, True) for i in range(150)]), r)
+    assert r.stats.too_many_parts == 1 and len(r) == 1       # refused, then restarted
+
+
+def test_byte_budget_evicts_oldest():
+    r = Reassembler(max_bytes=10_000)
+    for ident in range(5):
+        reassemble(_frags(ident, [(0, b"x" * 4000, True)]), r)
+    assert len(r) == 2 and r.stats.evictions == 3
+
+
+def test_nested_ipv6_fragment_is_malformed():
+    inner = IPv6ExtHdrFragment(id=2, m=1) / UDP(sport=1, dport=2) / Raw(b"q" * 64)
+    pkt = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=1, nh=44) / inner
+    frags = [bytes(f) for f in fragment6(pkt, 1280)] if len(pkt) > 1280 else None
+    outer = bytes(pkt)
+    # one complete outer fragment set (offset 0, M=0 is atomic: use M=1 + a last piece)
+    first = decode(101, outer, len(outer))
+    assert frags is None and first.__class__ is Fragment        # the inner header is real
+    from parsers.netlayers import NESTED_FRAGMENT
+    assert transport(first._replace(proto=44), bytes(inner)) == NESTED_FRAGMENT
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 70), st.integers(0, 40), st.booleans(),
+                          st.booleans()), min_size=1, max_size=30), st.booleans())
+def test_random_fragments_never_raise(parts, v6):
+    """Arbitrary offsets, sizes, flags and contents: payload or nothing, counted."""
+    r = Reassembler(max_pending=4)
+    for off8, size, more, junk in parts:
+        data = (b"\xff" if junk else b"\x00") * size
+        if v6:
+            hdr = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(
+                id=1, offset=off8, m=int(more), nh=17)
+        else:
+            hdr = IP(src="10.0.0.1", dst="10.0.0.2", id=1, proto=17,
+                     flags="MF" if more else 0, frag=off8)
+        f = bytes(hdr / Raw(data))
+        frag = decode(101, f, len(f))
+        if isinstance(frag, Fragment):
+            done = r.add(frag, 0)
+            if done:
+                assert isinstance(transport(*done), (Udp, Skip))
+        else:
+            assert isinstance(frag, (Udp, Skip))

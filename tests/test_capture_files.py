@@ -251,3 +251,30 @@ def test_prefix_records_are_a_prefix_of_the_whole(which, cut, chunk):
         assert cut < len(VALID[which])
     else:                                   # the cut fell on a record boundary
         assert r.offset == len(data)
+
+
+SOURCES = [COAP_PCAP.read_bytes(), (ROOT / "pcaps" / "variants-fragments.pcap").read_bytes(),
+           (ROOT / "pcaps" / "variants-two-interfaces.pcapng").read_bytes(),
+           gzip.compress(COAP_PCAP.read_bytes())]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, len(SOURCES) - 1), at=st.integers(0, 20000),
+       junk=st.binary(max_size=48), flip=st.booleans())
+def test_any_damaged_file_gives_datagrams_and_at_most_one_error(which, at, junk, flip):
+    """End to end (reader, link/IP/UDP, reassembly, gzip): damage in place or at the end."""
+    import tempfile
+    data = bytearray(SOURCES[which])
+    at %= len(data) + 1
+    if flip:
+        data[at:at + len(junk)] = junk              # corrupt in the middle
+    else:
+        data = data[:at] + junk                     # cut, then trailing junk
+    with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
+        f.write(bytes(data))
+        f.flush()
+        stats = CaptureStats()
+        got = list(read_files([f.name], stats))
+    assert len(stats.errors) <= 1
+    assert all(e.startswith(f.name + ": ") and "\n" not in e for e in stats.errors)
+    assert all(0 <= d.src_port < 65536 and d.frame >= 1 for d in got)

@@ -96,6 +96,13 @@ def _line_of(text: str, *needles: str) -> int:
     return 1
 
 
+def _error_line(text: str, msg: str) -> int:
+    """Best line for a pySigma message: a quoted name it mentions, else a key it names, else 1."""
+    quoted = [q for q in re.findall(r"'([^']+)'", msg) if q in text]
+    keys = [f"{w}:" for w in re.findall(r"[a-z_|-]+", msg) if len(w) > 3 and re.search(rf"^\s*{re.escape(w)}:", text, re.M)]
+    return _line_of(text, *quoted, *keys) if quoted or keys else 1
+
+
 def _duration_ns(value, where: str) -> int:
     if isinstance(value, (int, float)):
         return int(value * 10**9)
@@ -136,9 +143,7 @@ def load_file(path: str) -> list:
         cls = SigmaCorrelationRule if "correlation" in raw else SigmaRule
         sigma_rule = cls.from_dict(raw)
     except SigmaError as exc:
-        msg = str(exc)
-        quoted = re.findall(r"'([^']+)'", msg)
-        raise RuleError(f"{path}:{_line_of(text, *quoted, 'detection:')}: {msg}") from None
+        raise RuleError(f"{path}:{_error_line(text, str(exc))}: {exc}") from None
     name = raw.get("name")
     if not isinstance(name, str) or not SLUG.match(name):
         raise RuleError(f"{path}:{_line_of(text, 'name:')}: `name` must be a lower-case slug like nosec-transport")
@@ -163,6 +168,8 @@ def load_file(path: str) -> list:
         used = detection_fields(sigma_rule)
     except Unsupported as exc:
         raise RuleError(f"{path}:{_line_of(text, 'detection:')}: {exc}") from None
+    except SigmaError as exc:                 # condition errors surface when the condition is parsed
+        raise RuleError(f"{path}:{_error_line(text, str(exc)) if 'condition' not in str(exc) else _line_of(text, 'condition:')}: {exc}") from None
     mapping = []
     for i, m in enumerate(raw.get("severity_mapping") or ()):
         if not isinstance(m, dict) or not {"field", "value", "level"} <= set(m) or m["level"] not in LEVELS:
@@ -381,6 +388,8 @@ class RuleEngine:
         eid = doc["event"].get("id", "")
         fold = self._folds.get(key)
         if fold is not None and now < fold.window_end:
+            if not fold.count:
+                fold.first = now                # the folded alert spans the repeats it counts
             fold.count += 1
             fold.last, fold.last_doc = now, doc
             if len(fold.ids) < 20:

@@ -9,7 +9,7 @@ import hashlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from parsers import coap
+from parsers import coap, linkformat
 from parsers.dtls import looks_like_dtls
 from parsers.errors import ParseError
 
@@ -539,12 +539,10 @@ def events_interface(action: str) -> str:
 
 
 def _link_targets(body: bytes) -> list[str]:
-    out = []
-    for link in body.decode("utf-8", "replace").split(","):
-        link = link.strip()
-        if link.startswith("<") and ">" in link:
-            out.append(link[1:link.index(">")])
-    return out
+    try:
+        return [link.target for link in linkformat.parse(body)]
+    except ParseError:
+        return []
 
 
 def _as_int(value) -> int | None:

@@ -16,6 +16,10 @@ fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q --disable-pip-version-check -e ".[test,live]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-if [ "${1:-}" = "--tests" ] && [ -x tests/es/install_es.sh ]; then
-  tests/es/install_es.sh
+if [ "${1:-}" = "--tests" ]; then
+  # the Kaitai compiler (TLV module up to date) and the OMA registry package (object cross-check)
+  for d in parsers/kaitai tests/registry; do
+    [ -f "$d/package-lock.json" ] && (cd "$d" && npm ci --silent --no-audit --no-fund >/dev/null)
+  done
+  tests/es/install_es.sh >/dev/null
 fi

@@ -18,6 +18,7 @@ $PY -m pip install -q --disable-pip-version-check -e ".[test,live]" 2>&1 | grep 
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 if [ "${1:-}" = "--tests" ]; then
   # the Kaitai compiler (TLV module up to date) and the OMA registry package (object cross-check)
+  command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
   for d in parsers/kaitai tests/registry; do
     [ -f "$d/package-lock.json" ] && (cd "$d" && npm ci --silent --no-audit --no-fund >/dev/null)
   done

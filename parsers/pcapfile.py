@@ -234,12 +234,15 @@ class Reader:
         n = len(buf)
         append = out.append
         ifaces = self._ifaces
-        unpack_blk = self._blk.unpack_from
+        unpack_blk, unpack_u32, unpack_epb = (self._blk.unpack_from, self._u32.unpack_from,
+                                              self._epb.unpack_from)
+        last_ts = self._last_ts
         while pos + 12 <= n:
             btype, blen = unpack_blk(buf, pos)
             if btype == 0x0A0D0D0A:              # palindromic: read right in either order
                 self._section(buf, pos)
-                unpack_blk = self._blk.unpack_from
+                unpack_blk, unpack_u32, unpack_epb = (
+                    self._blk.unpack_from, self._u32.unpack_from, self._epb.unpack_from)
                 btype, blen = unpack_blk(buf, pos)
             end = pos + blen
             if end > n or blen < 12 or blen & 3:
@@ -249,21 +252,23 @@ class Reader:
                     raise Malformed(
                         f"block length {blen} exceeds limit at byte {self._offset + pos}")
                 break
-            if self._u32.unpack_from(buf, end - 4)[0] != blen:
+            if unpack_u32(buf, end - 4)[0] != blen:
                 raise Malformed(f"block trailer length mismatch at byte {self._offset + pos}")
             if btype == _BT_EPB and blen >= 32:
                 # The per-packet path, inlined: one unpack, one slice, one tuple.
-                ifid, hi, lo, cap, orig = self._epb.unpack_from(buf, pos + 8)
+                ifid, hi, lo, cap, orig = unpack_epb(buf, pos + 8)
                 if 32 + cap > blen or ifid >= len(ifaces):
                     self._bad_packet(ifid, cap, blen, pos)
                 i = ifaces[ifid]
-                ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
-                append(Packet(ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
-                self._last_ts = ts
+                last_ts = (hi << 32 | lo) * i.mul // i.div + i.offset_ns
+                append(Packet(last_ts, i.linktype, orig, buf[pos + 28:pos + 28 + cap], ifid))
             else:
+                self._last_ts = last_ts
                 self._other_block(btype, buf, pos, blen, out)
+                last_ts = self._last_ts
                 ifaces = self._ifaces            # an SHB starts a new interface list
             pos = end
+        self._last_ts = last_ts
         return pos
 
     def _section(self, buf: bytes, pos: int) -> None:

@@ -9,6 +9,8 @@
                         address (server ports 5704-5707: a fresh listener per attempt).
 - rules-weak-cert:      OpenSSL 3 s_server/s_client, ECDHE-RSA with an RSA-1024 certificate signed
                         with SHA-1 and expired (`cryptography` + `openssl x509 -sha1 -preserve_dates`).
+- rules-oscore-replay:  aiocoap OSCORE (pcaps/peers/rules/oscore_replay_peer.py): a Register, then
+                        the same protected datagram re-sent from the client's address.
 Each run has new randoms/ports; the counts in pcaps/README.md stay.
 """
 from __future__ import annotations
@@ -105,7 +107,21 @@ def weak_cert(out: str) -> None:
             server.wait()
 
 
-CAPTURES = {"rules-lwm2m-scan": lwm2m_scan, "rules-psk-guessing": psk_guessing, "rules-weak-cert": weak_cert}
+def oscore_replay(out: str) -> None:
+    sys.path.insert(0, HERE)
+    from make_oscore_captures import context_dir, keys_file   # the oscore-lwm2m.pcap context
+    with tempfile.TemporaryDirectory() as d:
+        sdir = context_dir(d, "server", "53", "43")
+        cdir = context_dir(d, "client", "43", "53")
+        with tcpdump(out, "udp and (port 5713 or port 57130)"):
+            subprocess.run([sys.executable, os.path.join(HERE, "peers", "rules", "oscore_replay_peer.py"),
+                            sdir, cdir, out], check=True, timeout=60)
+    from make_oscore_captures import SECRET
+    keys_file(out.replace(".pcap", ".keys.yaml"), SECRET, "OSCORE context of rules-oscore-replay.pcap")
+
+
+CAPTURES = {"rules-lwm2m-scan": lwm2m_scan, "rules-psk-guessing": psk_guessing, "rules-weak-cert": weak_cert,
+            "rules-oscore-replay": oscore_replay}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or list(CAPTURES):

@@ -51,10 +51,12 @@ else:
 try:
     sink = EsSink(config)
     t = time.perf_counter()
+    cpu = time.process_time()
     for i in range(0, len(docs), 512):          # the pipeline driver's batch size (monitor/analyze.py)
         sink.write(docs[i:i + 512])
     report = sink.close()
     es_s = time.perf_counter() - t
+    es_cpu = time.process_time() - cpu
     assert report.sent + report.duplicates == len(docs) and report.spooled_remaining == 0, report
 
     t = time.perf_counter()
@@ -66,7 +68,7 @@ try:
     size = os.path.getsize(os.path.join(tmp, "bench.ndjson"))
     print(f"elasticsearch: {len(docs)} documents ({size / len(docs):.0f} B avg) in {es_s:.2f} s = "
           f"{len(docs) / es_s:,.0f} documents/s (bulk batch {batch}, sent {report.sent}, "
-          f"duplicates {report.duplicates}, retries {report.retries})")
+          f"duplicates {report.duplicates}, retries {report.retries}); client CPU {es_cpu:.2f} s")
     print(f"ndjson:        {len(docs) / nd_s:,.0f} documents/s")
 finally:
     if node is not None:

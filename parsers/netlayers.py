@@ -20,6 +20,7 @@ from .pcapfile import (LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE
 
 IPPROTO_UDP = 17
 _ETH_IPV4, _ETH_IPV6 = 0x0800, 0x86DD
+_LLC_SNAP_ETHERTYPE = b"\xaa\xaa\x03\x00\x00\x00"   # SNAP with OUI 0: an EtherType follows
 _ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))     # 802.1Q, 802.1ad (QinQ) and legacy QinQ
 # BSD loopback address families for IPv4 and IPv6 (IPv6 differs between BSDs).
 _AF_INET = 2
@@ -100,6 +101,11 @@ def decode(linktype: int, frame: bytes, origlen: int) -> Udp | Fragment | Skip:
                 return TRUNCATED
             etype = _H.unpack_from(frame, off + 2)[0]
             off += 4
+        if etype <= 1500 and frame[off:off + 6] == _LLC_SNAP_ETHERTYPE:  # 802.3 + LLC/SNAP
+            if n < off + 8:
+                return TRUNCATED
+            etype = _H.unpack_from(frame, off + 6)[0]
+            off += 8
     elif linktype == LINKTYPE_LINUX_SLL:
         if n < 16:
             return TRUNCATED

@@ -8,7 +8,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.all import (IP, TCP, UDP, CookedLinux, Dot1Q, Ether, IPv6, IPv6ExtHdrDestOpt,
+from scapy.all import (IP, LLC, SNAP, TCP, UDP, CookedLinux, Dot1Q, Dot3, Ether, IPv6, IPv6ExtHdrDestOpt,
                        IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, wrpcap)
 
 from monitor.capture import CaptureStats, read_files
@@ -39,9 +39,11 @@ def expect(pkt) -> Udp:
     (1, lambda ip: ETH.copy() / ip),
     (1, lambda ip: ETH.copy() / Dot1Q(vlan=5) / ip),
     (1, lambda ip: eth(type=0x88A8) / Dot1Q(vlan=5, type=0x8100) / Dot1Q(vlan=6) / ip),
+    (1, lambda ip: Dot3(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / LLC(
+        dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800 if IP in ip else 0x86DD) / ip),
     (113, lambda ip: CookedLinux() / ip),
     (101, lambda ip: ip), (12, lambda ip: ip), (14, lambda ip: ip),
-], ids=["eth", "vlan", "qinq", "sll", "raw101", "raw12", "raw14"])
+], ids=["eth", "vlan", "qinq", "snap", "sll", "raw101", "raw12", "raw14"])
 def test_link_types_match_scapy(linktype, frame, ip):
     pkt = frame(ip.copy())
     data = bytes(pkt)

@@ -8,6 +8,7 @@ missing field. A construct we cannot evaluate raises `Unsupported` at load time,
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Callable
@@ -39,7 +40,7 @@ def field_getter(dotted: str) -> Callable[[dict], tuple]:
             return tuple(v) if isinstance(v, list) else (v,)
         return get1
 
-    def get(doc: dict) -> tuple:
+    def slow(doc: dict) -> tuple:
         cur = [doc]
         for p in parts:
             nxt = []
@@ -56,6 +57,17 @@ def field_getter(dotted: str) -> Callable[[dict], tuple]:
                 return _MISSING
             cur = nxt
         return tuple(cur)
+
+    def get(doc: dict) -> tuple:
+        # fast path: nested dicts all the way down; lists on the way take the slow path
+        cur = doc
+        for p in parts:
+            if cur.__class__ is not dict:
+                return slow(doc) if cur.__class__ is list else _MISSING
+            cur = cur.get(p)
+            if cur is None:
+                return _MISSING
+        return tuple(cur) if cur.__class__ is list else (cur,)
     return get
 
 
@@ -176,13 +188,19 @@ def _keyword_predicate(expr: ConditionValueExpression) -> Predicate:
     return lambda doc: any(match(v) for v in _leaves(doc))
 
 
+def _and(a: Predicate, b: Predicate) -> Predicate:
+    return lambda doc: a(doc) and b(doc)
+
+
+def _or(a: Predicate, b: Predicate) -> Predicate:
+    return lambda doc: a(doc) or b(doc)
+
+
 def compile_condition(node) -> Predicate:
     if isinstance(node, ConditionAND):
-        parts = tuple(compile_condition(a) for a in node.args)
-        return lambda doc: all(p(doc) for p in parts)
+        return functools.reduce(_and, [compile_condition(a) for a in node.args])
     if isinstance(node, ConditionOR):
-        parts = tuple(compile_condition(a) for a in node.args)
-        return lambda doc: any(p(doc) for p in parts)
+        return functools.reduce(_or, [compile_condition(a) for a in node.args])
     if isinstance(node, ConditionNOT):
         inner = compile_condition(node.args[0])
         return lambda doc: not inner(doc)

@@ -5,6 +5,7 @@ byte from the pcapng spec; either way tshark reads the same file and is the refe
 """
 from __future__ import annotations
 
+import gzip
 import struct
 import subprocess
 from decimal import Decimal
@@ -250,3 +251,22 @@ def test_block_trailer_mismatch_is_malformed():
     data[28 - 4] ^= 1                       # the SHB's trailing length
     with pytest.raises(Malformed, match="at byte 0"):
         records(bytes(data))
+
+
+def test_absurd_record_length_is_malformed_not_waited_for():
+    """A corrupt length is refused at once instead of buffering up to gigabytes."""
+    data = bytearray(COAP_PCAP.read_bytes()[:200])
+    data[24 + 8:24 + 12] = struct.pack("<I", 0x7FFFFFF0)        # incl_len of record 1
+    r = Reader()
+    assert [type(x) for x in r.feed(bytes(data))] == [Interface]   # what came before it
+    with pytest.raises(Malformed, match="record length 2147483632 exceeds limit at byte 24"):
+        r.close()
+
+
+def test_file_bytes_counts_what_was_read_from_disk(tmp_path):
+    gz = tmp_path / "c.pcap.gz"
+    gz.write_bytes(gzip.compress(COAP_PCAP.read_bytes()))
+    stats = CaptureStats()
+    list(read_files([str(COAP_PCAP), str(gz)], stats))
+    assert stats.file_bytes == COAP_PCAP.stat().st_size + gz.stat().st_size
+    assert stats.frames == 2 * 164

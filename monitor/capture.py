@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
@@ -56,15 +57,18 @@ def read_files(paths: list[str], stats: CaptureStats,
 
     Every file is opened now, so a missing one raises `CaptureError` before any output.
     """
-    opened = [_open(p) for p in paths]
+    opened: list[tuple[BinaryIO, bool]] = []
+    try:
+        for p in paths:
+            opened.append(_open(p))
+    except CaptureError:
+        for f, _ in opened:
+            f.close()
+        raise
     iters = [_datagrams(p, f, gz, stats, on_secrets) for p, (f, gz) in zip(paths, opened)]
     if len(iters) == 1:
         return iters[0]
-    return heapq.merge(*iters, key=_ts)
-
-
-def _ts(d: Datagram) -> int:
-    return d.ts_ns
+    return heapq.merge(*iters, key=attrgetter("ts_ns"))
 
 
 def _open(path: str) -> tuple[BinaryIO, bool]:

@@ -121,5 +121,11 @@ def alert_document(rule: RuleInfo, level: str, trigger: dict, *, related_ids: li
         a = _addr(trigger, k)
         if a and a[0] not in ips:
             ips.append(a[0])
-    doc["related"] = {**({"hosts": hosts} if hosts else {}), "ip": ips, "id": related_ids[:MAX_RELATED_IDS]}
+    users: list[str] = []
+    for ident in ((trigger.get("lwm2m") or {}).get("identity", {}).get("value"),
+                  (trigger.get("dtls") or {}).get("psk_identity")):
+        if isinstance(ident, str) and ident not in users:
+            users.append(ident)
+    doc["related"] = {**({"hosts": hosts} if hosts else {}), "ip": ips, **({"user": users} if users else {}),
+                      "id": related_ids[:MAX_RELATED_IDS]}
     return doc

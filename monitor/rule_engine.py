@@ -154,6 +154,9 @@ def load_file(path: str) -> list:
     if isinstance(sigma_rule, SigmaCorrelationRule):
         c = sigma_rule
         cond = c.condition
+        if c.type.name.lower() not in ("event_count", "value_count"):
+            raise RuleError(f"{path}:{_line_of(text, 'type:')}: correlation type {c.type.name.lower()} is not "
+                            f"supported (event_count, value_count)")
         return [Correlation(
             info=_info(c, "correlation"), level=level, path=path, kind=c.type.name.lower(),
             base=tuple(r.reference for r in c.rules), group_by=tuple(c.group_by or ()),
@@ -205,6 +208,11 @@ class RuleConfig:
     fold_window_ns: int = DEFAULT_FOLD_S * 10**9
     informational: str = "tag"                     # tag | alert
     facts: rule_facts.FactSettings = field(default_factory=rule_facts.FactSettings)
+    path: str = "<config>"
+    text: str = ""
+
+    def where(self, *needles: str) -> str:
+        return f"{self.path}:{_line_of(self.text, *needles)}"
 
     @classmethod
     def load(cls, path: str | None) -> "RuleConfig":
@@ -240,7 +248,8 @@ class RuleConfig:
                    informational=info,
                    facts=rule_facts.FactSettings(
                        endpoint_allowlist=frozenset(map(str, allow)) if allow is not None else None,
-                       identity_map={str(k): str(v) for k, v in idmap.items()}))
+                       identity_map={str(k): str(v) for k, v in idmap.items()}),
+                   path=path, text=text)
 
 
 class RuleEngine:
@@ -297,7 +306,8 @@ class RuleEngine:
             names[it.info.name], ids[it.info.id] = it.path, it.path
         for name in config.rules:
             if name not in names:
-                raise RuleError(f"config: rule {name!r} does not exist (see `lwm2m-monitor rules list`)")
+                raise RuleError(f"{config.where(name + ':')}: rule {name!r} does not exist "
+                                f"(see `lwm2m-monitor rules list`)")
         rules = [it for it in items if isinstance(it, Rule)]
         corrs = [it for it in items if isinstance(it, Correlation)]
         by_name = {r.info.name: r for r in rules}
@@ -311,7 +321,7 @@ class RuleEngine:
                     by_name[b].silent = True
         for it in items:
             settings = config.rules.get(it.info.name, {})
-            where = f"config: rules.{it.info.name}"
+            where = f"{config.where(it.info.name + ':')}: rules.{it.info.name}"
             it.fold_ns = _duration_ns(settings.get("fold_window", config.fold_window_ns / 10**9), where)
             default_on = it.info.name != "weak-psk" and "audit" not in it.info.tags
             it.enabled = bool(settings.get("enabled", default_on))

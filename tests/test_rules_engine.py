@@ -147,6 +147,51 @@ def test_correlation_window_slides_and_groups(tmp_path):
     assert [a["rule"]["name"] for a in out] == ["t-corr"]
 
 
+def test_value_count_correlation_and_unsupported_types(tmp_path):
+    _rule(tmp_path, "t-any", "sel:\n  event.action: register\ncondition: sel\n")
+    corr = textwrap.dedent(f"""\
+        title: Many endpoints from one address
+        id: {next(UUIDS)}
+        name: t-vc
+        status: test
+        correlation:
+          type: value_count
+          rules: [t-any]
+          group-by: [client.ip]
+          timespan: 1m
+          condition: {{gte: 3, field: lwm2m.endpoint}}
+        level: medium
+        """)
+    (tmp_path / "t-vc.yml").write_text(corr)
+    e = _engine(tmp_path)
+
+    def reg(ts, ep):
+        d = _doc(f"2026-11-23T10:00:{ts:02d}.000000Z", f"r{ts}")
+        d["event"]["action"], d["lwm2m"]["endpoint"] = "register", ep
+        return d
+    names = []
+    for ts, ep in ((0, "a"), (1, "a"), (2, "b"), (3, "b")):
+        names += [x["rule"]["name"] for x in e.process(reg(ts, ep))]
+    assert "t-vc" not in names                         # 4 registrations, 2 distinct endpoints
+    assert "t-vc" in [x["rule"]["name"] for x in e.process(reg(4, "c"))]
+    (tmp_path / "t-vc.yml").write_text(corr.replace("value_count", "temporal").replace(
+        "  condition: {gte: 3, field: lwm2m.endpoint}\n", ""))
+    with pytest.raises(RuleError, match="t-vc.yml:6: correlation type temporal is not supported"):
+        _engine(tmp_path)
+
+
+def test_config_errors_name_the_config_file_and_line(tmp_path):
+    _rule(tmp_path, "t-c", "sel:\n  a: 1\ncondition: sel\n")
+    cfg = tmp_path / "conf" / "cfg.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text("fold_window: 5m\nrules:\n  t-c: {enabled: true}\n  t-missing: {enabled: false}\n")
+    with pytest.raises(RuleError, match=f"^{cfg}:4: rule 't-missing' does not exist"):
+        RuleEngine.from_paths(None, [str(tmp_path)], str(cfg))
+    cfg.write_text("rules:\n  t-c: {fold_window: soon}\n")
+    with pytest.raises(RuleError, match=f"^{cfg}:2: rules.t-c: duration 'soon'"):
+        RuleEngine.from_paths(None, [str(tmp_path)], str(cfg))
+
+
 def test_severity_mapping_and_informational_levels(tmp_path):
     _rule(tmp_path, "t-info", "sel:\n  event.action: execute\ncondition: sel\n", level="informational",
           extra="severity_mapping:\n  - {field: lwm2m.security, value: nosec, level: critical}\n")
@@ -180,7 +225,7 @@ def test_alert_document_shape(tmp_path):
     assert a["@timestamp"] == doc["@timestamp"]
     assert a["rule"]["name"] == "t-shape" and a["rule"]["reference"] == ["https://example.test/ref"]
     assert a["lwm2m"]["identity"]["value"] == "psk-1" and a["tls"]["cipher"] == "TLS_PSK_WITH_AES_128_CCM_8"
-    assert a["related"] == {"hosts": ["ep-1"], "ip": ["192.0.2.1", "198.51.100.7"], "id": ["e1"]}
+    assert a["related"] == {"hosts": ["ep-1"], "ip": ["192.0.2.1", "198.51.100.7"], "user": ["psk-1"], "id": ["e1"]}
     assert a["message"] == ("Test t-shape on /3/0/4: endpoint ep-1, between client 192.0.2.1:56830 "
                             "and server 198.51.100.7:5683.")
     a["lwm2m"]["endpoint"] = "changed"                     # evidence is a copy

@@ -114,6 +114,7 @@ class Spool:
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.pending = sum(self._remaining(s) for s in self.segments())
+        self.seal()     # a spool left by a crashed run may end in a torn line: never append to it
 
     def segments(self) -> list[str]:
         names = sorted(n for n in os.listdir(self.dir) if n.startswith("spool-") and n.endswith(".ndjson"))
@@ -131,7 +132,7 @@ class Spool:
         self.pending += len(lines)
 
     def seal(self) -> None:
-        """Later appends go to a new segment (called before a replay reads the existing ones)."""
+        """Later appends go to a new segment."""
         segs = self.segments()
         if segs and os.path.getsize(segs[-1]):
             n = int(os.path.basename(segs[-1])[6:12]) + 1
@@ -234,7 +235,6 @@ class EsSink:
 
     def _replay(self, retries: int) -> bool:
         """Sends the spool in order; True when it is empty afterwards."""
-        self.spool.seal()
         step = self.config.batch_docs
         for seg in self.spool.segments():
             lines, done = self.spool.read(seg)

@@ -5,6 +5,7 @@ import collections
 import ipaddress
 import json
 import os
+import time
 
 from es.documents import alert_document, all_documents
 from monitor.es_sink import EsSink
@@ -173,3 +174,49 @@ def test_ca_file_is_what_makes_tls_work(es_node, es_config):
     assert any("CERTIFICATE_VERIFY_FAILED" in e or "certificate verify failed" in e for e in report.errors), report.errors
     sink = EsSink(config)
     assert sink.close().sent == 1
+
+
+def test_batches_by_size_and_by_time(es_node, es_config):
+    docs = all_documents()[:25]
+    sink = EsSink(es_config(batch_docs=10, flush_seconds=3600))
+    sink.write(docs)                      # one write of 25: flushed as soon as 10 are pending
+    assert sink.sent == 25
+    sink.close()
+
+    sink = EsSink(es_config(batch_docs=1000, flush_seconds=3600))
+    for d in docs[:9]:
+        sink.write([d])
+    assert sink.sent == 0                 # below size, not yet due
+    sink.close()
+
+    sink = EsSink(es_config(batch_docs=1000, flush_seconds=0.3))
+    sink.write(docs[:3])
+    assert sink.sent == 0
+    time.sleep(0.4)
+    sink.write([])                        # live loops call write() on every tick; the batch is due
+    assert sink.sent == 3
+    assert sink.close().sent == 3
+
+
+def test_spool_left_by_a_crashed_run_is_replayed_from_its_offset(es_node, es_config, tmp_path):
+    from monitor.sinks import dumps
+    docs = all_documents()[:4]
+    spool = tmp_path / "crashed-spool"
+    spool.mkdir()
+    seg = spool / "spool-000001.ndjson"
+    # doc 0 was delivered before the crash (offset 1); the last line was torn by the crash.
+    seg.write_text("".join(dumps(d) + "\n" for d in docs[:3]) + dumps(docs[3])[:40], encoding="utf-8")
+    (spool / "spool-000001.ndjson.done").write_text("1")
+    config = es_config(spool_dir=str(spool), dead_letter=str(tmp_path / "dead.ndjson"))
+    sink = EsSink(config)
+    assert sink.spool.pending == 3
+    sink.write([docs[3]])                 # the torn document, whole this time
+    report = sink.close()
+    assert (report.sent, report.dead_lettered, report.spooled_remaining, report.duplicates) == (3, 1, 0, 0)
+    with open(tmp_path / "dead.ndjson", encoding="utf-8") as f:
+        (rec,) = [json.loads(line) for line in f]
+    assert rec["reason"].startswith("unreadable spool line") and rec["document"] == dumps(docs[3])[:40]
+    es_node.request("POST", f"/logs-*-{config.namespace}/_refresh")
+    got = _search(es_node, config.namespace, {"match_all": {}})["hits"]["hits"]
+    assert sorted(h["_id"] for h in got) == sorted(d["event"]["id"] for d in docs[1:])
+    assert not [n for n in os.listdir(spool) if n.endswith(".ndjson") and os.path.getsize(spool / n)]

@@ -86,7 +86,7 @@ def _handshake(doc: dict) -> None:
         return
     cipher = dtls.get("cipher")
     if not isinstance(cipher, dict):
-        cipher = dtls["cipher"] = {}
+        cipher = {}
     offered = (dtls.get("client") or {}).get("cipher_suites") or (tls.get("client") or {}).get("supported_ciphers") or ()
     if offered:
         cipher["offered_sha1"] = any(
@@ -97,6 +97,8 @@ def _handshake(doc: dict) -> None:
         cipher["weak"] = bool(weak)
         if weak:
             cipher["weaknesses"] = weak
+    if cipher and "cipher" not in dtls:
+        dtls["cipher"] = cipher
     now = doc.get("@timestamp")
     keyw: list[str] = []
     keys_seen = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
+from ipaddress import ip_address
 from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
@@ -47,6 +48,23 @@ class CaptureStats:
     errors: list[str] = field(default_factory=list)
 
 
+class _AddressText:
+    """Raw address bytes → `ipaddress` canonical text, computed once per address (bounded)."""
+
+    MAX = 65536
+
+    def __init__(self) -> None:
+        self.cache: dict[bytes, str] = {}
+
+    def text(self, raw: bytes) -> str:
+        s = self.cache.get(raw)
+        if s is None:
+            s = str(ip_address(raw))
+            if len(self.cache) < self.MAX:
+                self.cache[raw] = s
+        return s
+
+
 # Called with (path, secrets_type, data) for each pcapng Decryption Secrets Block.
 SecretsSink = Callable[[str, int, bytes], None]
 
@@ -57,6 +75,7 @@ def read_files(paths: list[str], stats: CaptureStats,
 
     Every file is opened now, so a missing one raises `CaptureError` before any output.
     """
+    names = _AddressText()
     opened: list[tuple[BinaryIO, bool]] = []
     try:
         for p in paths:
@@ -65,7 +84,8 @@ def read_files(paths: list[str], stats: CaptureStats,
         for f, _ in opened:
             f.close()
         raise
-    iters = [_datagrams(p, f, gz, stats, on_secrets) for p, (f, gz) in zip(paths, opened)]
+    iters = [_datagrams(p, f, gz, stats, on_secrets, names)
+             for p, (f, gz) in zip(paths, opened)]
     if len(iters) == 1:
         return iters[0]
     return heapq.merge(*iters, key=attrgetter("ts_ns"))
@@ -137,12 +157,14 @@ def _salvage(d, raw: bytes) -> Iterator[bytes]:
 
 
 def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
-               on_secrets: SecretsSink | None) -> Iterator[Datagram]:
+               on_secrets: SecretsSink | None, names: _AddressText) -> Iterator[Datagram]:
     stats.files += 1
     reader = Reader()
     reasm = Reassembler()
     frame = frames = nbytes = 0
     chunks = _chunks(f, gz, stats)
+    text = names.cache.get
+    name = names.text
     try:
         while True:
             try:
@@ -172,9 +194,11 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                 nbytes += len(data)
                 r = decode(linktype, data, origlen)
                 if r.__class__ is Udp:
-                    yield Datagram(ts, r[0], r[1], r[2], r[3], r[4], frame, path)
+                    src, sport, dst, dport, payload = r
+                    yield Datagram(ts, text(src) or name(src), sport, text(dst) or name(dst),
+                                   dport, payload, frame, path)
                 elif r.__class__ is Fragment:
-                    d = _fragment(r, ts, frame, path, reasm, stats)
+                    d = _fragment(r, ts, frame, path, reasm, stats, names)
                     if d is not None:
                         yield d
                 else:
@@ -201,7 +225,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
 
 
 def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassembler,
-              stats: CaptureStats) -> Datagram | None:
+              stats: CaptureStats, names: _AddressText) -> Datagram | None:
     stats.ip_fragments += 1
     done = reasm.add(frag, ts_ns)
     if done is None:
@@ -210,7 +234,8 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
     first, payload = done
     r = transport(first, payload)
     if r.__class__ is Udp:
-        return Datagram(ts_ns, r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.payload, frame, path)
+        return Datagram(ts_ns, names.text(r.src), r.src_port, names.text(r.dst), r.dst_port,
+                        r.payload, frame, path)
     _count_skip(r, stats)
     return None
 

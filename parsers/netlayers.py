@@ -5,12 +5,12 @@ the caller must reassemble, then hand to `transport`), or a `Skip` saying why th
 no UDP datagram (`kind`: "non_ip", "non_udp", "truncated" or "malformed"). It never raises:
 a frame that is not UDP is a normal result, not an error.
 
-Hot path: results are NamedTuples (cheap to build); the common `Skip`s are shared constants;
-IP addresses become text through a small bounded cache of `ipaddress` canonical forms.
+Hot path: results are NamedTuples (half the cost of frozen dataclasses to build), the common
+`Skip`s are shared constants, and addresses stay raw bytes: turning them into text is done
+once per address by the caller's cache (state belongs in monitor/, not here).
 """
 from __future__ import annotations
 
-import ipaddress
 import struct
 from typing import NamedTuple
 
@@ -21,7 +21,7 @@ from .pcapfile import (LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE
 IPPROTO_UDP = 17
 _ETH_IPV4, _ETH_IPV6 = 0x0800, 0x86DD
 _LLC_SNAP_ETHERTYPE = b"\xaa\xaa\x03\x00\x00\x00"   # SNAP with OUI 0: an EtherType follows
-_ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))     # 802.1Q, 802.1ad (QinQ) and legacy QinQ
+_ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))   # 802.1Q, 802.1ad, legacy QinQ
 # BSD loopback address families for IPv4 and IPv6 (IPv6 differs between BSDs).
 _AF_INET = 2
 _AF_INET6 = (10, 24, 28, 30)
@@ -30,9 +30,11 @@ _HOPOPT, _ROUTING, _FRAGMENT, _DSTOPTS, _AH, _NONXT = 0, 43, 44, 60, 51, 59
 
 
 class Udp(NamedTuple):
-    src_ip: str
+    """A UDP datagram; addresses are the raw 4 or 16 bytes (text is the caller's concern)."""
+
+    src: bytes
     src_port: int
-    dst_ip: str
+    dst: bytes
     dst_port: int
     payload: bytes
 
@@ -45,8 +47,6 @@ class Fragment(NamedTuple):
     more: bool          # more fragments follow
     proto: int          # transport protocol (IPv6: the Fragment header's next header)
     data: bytes
-    src_ip: str
-    dst_ip: str
     ipv6: bool
 
 
@@ -74,19 +74,6 @@ _EXT = struct.Struct("!BB")              # next header, length
 _FRAG6 = struct.Struct("!BxHI")          # next header, offset/M, identification
 _LE32 = struct.Struct("<I")
 _BE32 = struct.Struct(">I")
-
-_addr_cache: dict[bytes, str] = {}
-_ADDR_CACHE_MAX = 65536
-
-
-def _addr(raw: bytes) -> str:
-    s = _addr_cache.get(raw)
-    if s is None:
-        s = str(ipaddress.ip_address(raw))
-        if len(_addr_cache) < _ADDR_CACHE_MAX:
-            _addr_cache[raw] = s
-    return s
-
 
 def decode(linktype: int, frame: bytes, origlen: int) -> Udp | Fragment | Skip:
     """The UDP datagram in `frame` (captured bytes of a packet `origlen` long on the wire)."""
@@ -144,10 +131,7 @@ def decode(linktype: int, frame: bytes, origlen: int) -> Udp | Fragment | Skip:
                     and off + total <= n):
                 sport, dport, ulen = _UDP.unpack_from(frame, off + 20)
                 if 8 <= ulen <= total - 20:
-                    src = frame[off + 12:off + 16]
-                    dst = frame[off + 16:off + 20]
-                    return Udp(_addr_cache.get(src) or _addr(src), sport,
-                               _addr_cache.get(dst) or _addr(dst), dport,
+                    return Udp(frame[off + 12:off + 16], sport, frame[off + 16:off + 20], dport,
                                frame[off + 28:off + 20 + ulen])
         return _ipv4(frame, off, n < origlen)
     if etype == _ETH_IPV6:
@@ -156,10 +140,7 @@ def decode(linktype: int, frame: bytes, origlen: int) -> Udp | Fragment | Skip:
             if nh == IPPROTO_UDP and vtf >> 28 == 6 and off + 40 + plen <= n:
                 sport, dport, ulen = _UDP.unpack_from(frame, off + 40)
                 if 8 <= ulen <= plen:
-                    src = frame[off + 8:off + 24]
-                    dst = frame[off + 24:off + 40]
-                    return Udp(_addr_cache.get(src) or _addr(src), sport,
-                               _addr_cache.get(dst) or _addr(dst), dport,
+                    return Udp(frame[off + 8:off + 24], sport, frame[off + 24:off + 40], dport,
                                frame[off + 48:off + 40 + ulen])
         return _ipv6(frame, off, n < origlen)
     return NON_IP
@@ -185,8 +166,7 @@ def _ipv4(frame: bytes, off: int, cut: bool) -> Udp | Fragment | Skip:
     if frag & 0x3FFF:                       # MF set or non-zero offset
         return Fragment((4, frame[off + 12:off + 16], frame[off + 16:off + 20], ident, proto),
                         (frag & 0x1FFF) * 8,
-                        bool(frag & 0x2000), proto, frame[off + hl:end],
-                        _addr(frame[off + 12:off + 16]), _addr(frame[off + 16:off + 20]), False)
+                        bool(frag & 0x2000), proto, frame[off + hl:end], False)
     if proto != IPPROTO_UDP:
         return NON_UDP
     return _udp(frame, off + hl, end, frame[off + 12:off + 16], frame[off + 16:off + 20], cut)
@@ -226,7 +206,7 @@ def _ipv6_ext(buf: bytes, pos: int, end: int, nh: int, src: bytes, dst: bytes,
             nxt, offm, ident = _FRAG6.unpack_from(buf, pos)
             if offm & 0xFFF9:               # non-zero offset or M set: a real fragment
                 return Fragment((6, src, dst, ident), offm & 0xFFF8, bool(offm & 1), nxt,
-                                buf[pos + 8:end], _addr(src), _addr(dst), True)
+                                buf[pos + 8:end], True)
             pos += 8                        # atomic fragment (RFC 6946): just skip it
             nh = nxt
         else:
@@ -247,7 +227,7 @@ def _udp(buf: bytes, pos: int, end: int, src: bytes, dst: bytes, cut: bool) -> U
             return _bad("UDP length below header size")
     if pos + ulen > end:
         return TRUNCATED if cut else _bad("UDP length exceeds IP payload")
-    return Udp(_addr(src), sport, _addr(dst), dport, buf[pos + 8:pos + ulen])
+    return Udp(src, sport, dst, dport, buf[pos + 8:pos + ulen])
 
 
 def transport(frag: Fragment, payload: bytes) -> Udp | Skip:

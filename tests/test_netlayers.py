@@ -30,8 +30,8 @@ V6 = IPv6(src="2001:db8::1", dst="2001:db8:0:0:1::20") / UDP(sport=5684, dport=5
 def expect(pkt) -> Udp:
     """What scapy's dissector says about the same bytes."""
     ip = pkt[IP] if IP in pkt else pkt[IPv6]
-    return Udp(str(ipaddress.ip_address(ip.src)), pkt[UDP].sport,
-               str(ipaddress.ip_address(ip.dst)), pkt[UDP].dport, bytes(pkt[UDP].payload))
+    return Udp(ipaddress.ip_address(ip.src).packed, pkt[UDP].sport,
+               ipaddress.ip_address(ip.dst).packed, pkt[UDP].dport, bytes(pkt[UDP].payload))
 
 
 @pytest.mark.parametrize("ip", [V4, V6], ids=["ipv4", "ipv6"])
@@ -112,7 +112,8 @@ def test_fragment_result():
     data = bytes(pkt)
     r = decode(101, data, len(data))
     assert isinstance(r, Fragment)
-    assert (r.offset, r.more, r.proto, r.src_ip, r.ipv6) == (0, True, 17, "10.0.0.1", False)
+    assert (r.offset, r.more, r.proto, r.key[1], r.ipv6) == (0, True, 17, bytes([10, 0, 0, 1]),
+                                                              False)
     assert r.data == bytes(pkt[UDP])
 
 

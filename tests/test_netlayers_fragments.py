@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+from ipaddress import ip_address
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,10 @@ _spec = importlib.util.spec_from_file_location("variants", ROOT / "pcaps" /
                                                "make_capture_variants.py")
 variants = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(variants)
+
+
+def udp(src: str, sport: int, dst: str, dport: int, payload: bytes) -> Udp:
+    return Udp(ip_address(src).packed, sport, ip_address(dst).packed, dport, payload)
 
 
 def reassemble(frames: list[bytes], reasm: Reassembler | None = None) -> list[Udp]:
@@ -56,7 +61,7 @@ def test_ipv4_any_order(size, fragsize, seed):
     pkt = IP(src="10.0.0.1", dst="10.0.0.2", id=seed & 0xFFFF) / UDP(sport=1, dport=2) / Raw(body)
     frags = [bytes(f) for f in fragment(pkt, fragsize=fragsize)]
     random.Random(seed).shuffle(frags)
-    assert reassemble(frags) == [Udp("10.0.0.1", 1, "10.0.0.2", 2, body)]
+    assert reassemble(frags) == [udp("10.0.0.1", 1, "10.0.0.2", 2, body)]
 
 
 @settings(max_examples=40, deadline=None)
@@ -71,7 +76,7 @@ def test_ipv6_any_order(size, mtu, seed, dstopt):
     frags = [bytes(f) for f in fragment6(pkt, mtu)]
     assert len(frags) > 1
     random.Random(seed).shuffle(frags)
-    assert reassemble(frags) == [Udp("2001:db8::1", 3, "2001:db8::2", 4, body)]
+    assert reassemble(frags) == [udp("2001:db8::1", 3, "2001:db8::2", 4, body)]
 
 
 def test_shuffled_fragments_in_a_file_match_tshark(tmp_path):
@@ -110,7 +115,7 @@ def test_overlap_first_copy_wins_and_is_counted():
     frames = _frags(9, [(0, UDP_HDR + b"A" * 8, True), (8, b"B" * 16, True),
                         (16, b"C" * 16, False)])
     got = reassemble(frames, r)
-    assert got == [Udp("10.0.0.1", 1, "10.0.0.2", 2, b"A" * 8 + b"B" * 8 + b"C" * 8)]
+    assert got == [udp("10.0.0.1", 1, "10.0.0.2", 2, b"A" * 8 + b"B" * 8 + b"C" * 8)]
     assert r.stats.overlaps == 2 and r.stats.reassembled == 1
 
 
@@ -118,7 +123,7 @@ def test_duplicate_fragment_counted_not_overlap():
     r = Reassembler()
     frames = _frags(10, [(0, UDP_HDR + b"A" * 8, True), (0, UDP_HDR + b"A" * 8, True),
                          (16, b"C" * 16, False)])
-    assert reassemble(frames, r) == [Udp("10.0.0.1", 1, "10.0.0.2", 2, b"A" * 8 + b"C" * 16)]
+    assert reassemble(frames, r) == [udp("10.0.0.1", 1, "10.0.0.2", 2, b"A" * 8 + b"C" * 16)]
     assert (r.stats.duplicates, r.stats.overlaps) == (1, 0)
 
 

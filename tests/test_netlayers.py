@@ -8,8 +8,9 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.all import (IP, LLC, SNAP, TCP, UDP, CookedLinux, Dot1Q, Dot3, Ether, IPv6, IPv6ExtHdrDestOpt,
-                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, wrpcap)
+from scapy.all import (IP, LLC, SNAP, TCP, UDP, CookedLinux, Dot1Q, Dot3, Ether, IPv6,
+                       IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
+                       IPv6ExtHdrRouting, Raw, wrpcap)
 
 from monitor.capture import CaptureStats, read_files
 from parsers import netlayers

@@ -434,7 +434,7 @@ SCREEN_COLUMNS = (("endpoint", 24), ("first seen", 19), ("last seen", 19), ("cli
 
 def printable(text: str, width: int) -> str:
     """Network text on a terminal: control characters (escape sequences) shown as '?', cut to width."""
-    clean = "".join(ch if ch.isprintable() else "?" for ch in text)
+    clean = text if text.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in text)
     return clean if len(clean) <= width else clean[: width - 1] + "…"
 
 

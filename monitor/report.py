@@ -25,6 +25,7 @@ OTHER_COLOUR = "#7f8c8d"
 SEVERITY_NAMES = {1: "low", 2: "medium", 3: "high", 4: "critical"}
 MAX_ROWS = 500                        # per table; the rest is counted, not shown
 MAX_RUNS = 150                        # timeline chips per device
+MAX_DEVICES = 60                      # devices drawn in the chart and the session list
 OPEN_EVIDENCE = 40                    # up to this many alerts, evidence is shown unfolded
 MAX_TEXT = 240                        # characters of one value
 # Evidence of an alert: the copied facts of the triggering document, without what the row already
@@ -69,7 +70,8 @@ nav{font-size:13px;margin:6px 0}nav a{color:#2471a3;text-decoration:none}
 def esc(value) -> str:
     """Any data value as HTML text (cut to MAX_TEXT, control characters shown as '?')."""
     text = value if isinstance(value, str) else ("-" if value is None else str(value))
-    text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
+    if not text.isprintable():          # control and format characters (escapes, bidi overrides)
+        text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
     if len(text) > MAX_TEXT:
         text = text[: MAX_TEXT - 1] + "…"
     return html.escape(text, quote=True)
@@ -204,7 +206,7 @@ def _operations_chart(data: _Data) -> str:
             stamped[n].append((t, d))
     if not stamped:
         return '<p class="muted">No LwM2M operation seen.</p>'
-    devices = sorted(stamped)
+    devices, hidden = _busiest(data, stamped)
     plot_w = CHART_W - LABEL_W - 20
     bin_w = plot_w / BINS
     height = 10 + LANE_H * len(devices)
@@ -256,9 +258,25 @@ def _operations_chart(data: _Data) -> str:
     parts.append("</svg>")
     legend = "".join(f'<span><i style="background:{c}"></i>{esc(i)}</span>' for i, c in INTERFACE_COLOURS.items())
     legend += '<span><i style="background:#c0392b"></i>alert</span>'
-    return (f'<div class="legend">{legend}</div>' + "".join(parts) +
+    return (f'<div class="legend">{legend}</div>' + "".join(parts) + _hidden_note(hidden) +
             f'<p class="muted">UTC. Each device on its own time scale, from its first to its last operation, '
             f'in {BINS} bins; bar height relative to the device\'s busiest bin.</p>')
+
+
+def _busiest(data: _Data, per_device: dict) -> tuple[list[str], int]:
+    """At most MAX_DEVICES names, those with the most alerts then the most operations, in name order."""
+    if len(per_device) <= MAX_DEVICES:
+        return sorted(per_device), 0
+    weight = {inventory.device_name(d): (d.alert_total, d.operations) for d in data.inv.devices}
+    ranked = sorted(per_device, key=lambda n: (weight.get(n, (0, 0)), n), reverse=True)
+    return sorted(ranked[:MAX_DEVICES]), len(per_device) - MAX_DEVICES
+
+
+def _hidden_note(hidden: int) -> str:
+    if not hidden:
+        return ""
+    return (f'<p class="muted">{hidden} more devices not shown here (the {MAX_DEVICES} with the most alerts, '
+            f'then operations, are); all are in the inventory.</p>')
 
 
 PHASES = (("bootstrap", ("bootstrap-request",), "bootstrap-finish"),
@@ -273,8 +291,9 @@ def _sessions(data: _Data) -> str:
             per_device[n].append(d)
     if not per_device:
         return '<p class="muted">No LwM2M operation seen.</p>'
-    out = []
-    for name in sorted(per_device):
+    names, hidden = _busiest(data, per_device)
+    out = [_hidden_note(hidden)]
+    for name in names:
         ops = sorted(per_device[name], key=lambda d: str(d.get("@timestamp")))
         by_action = Counter(str(get_path(d, "event.action")) for d in ops)
         def when(action: str, last: bool = False) -> str:
@@ -348,7 +367,7 @@ def _alerts(data: _Data) -> str:
     out = ["<p>" + esc(", ".join(f"{r}: {n}" for r, n in sorted(by_rule.items()))) + "</p>"]
     rows = []
     opened = " open" if len(alerts) <= OPEN_EVIDENCE else ""
-    for d, name in alerts:
+    for d, name in alerts[:MAX_ROWS]:
         sev = get_path(d, "event.severity")
         sev_html = (f'<span class="sev sev{sev}">{esc(SEVERITY_NAMES.get(sev, sev))}</span>'
                     if sev in SEVERITY_NAMES else esc(sev))
@@ -370,7 +389,7 @@ def _alerts(data: _Data) -> str:
             f"<dt>{esc(k)}</dt><dd class=\"mono\">{esc(v)}</dd>" for k, v in evidence) + "</dl></details>"
         rows.append([_time(d.get("@timestamp")), sev_html, f"<b>{esc(get_path(d, 'rule.name'))}</b>",
                      esc(name), esc(get_path(d, "message")), ev_html])
-    out.append(_table(["time", "severity", "rule", "device", "message", "evidence"], rows))
+    out.append(_table(["time", "severity", "rule", "device", "message", "evidence"], rows, total=len(alerts)))
     return "".join(out)
 
 

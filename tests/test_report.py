@@ -325,3 +325,28 @@ def test_thermostat_report_stays_bounded(tmp_path):
     row = dict(zip(head, sessions[1]))
     assert row["updates"] == "111"
     assert "more" in text.section_text("sessions")       # chips capped, the rest counted
+
+
+def test_many_devices_are_all_in_the_inventory_but_the_chart_is_capped(tmp_path):
+    from monitor.report import MAX_DEVICES
+    base = analyze(OPERATIONS, str(tmp_path))
+    docs = []
+    n = MAX_DEVICES + 15
+    for i in range(n):              # the same device seen n times under other names and ports
+        for d in json.loads(json.dumps(base)):
+            if "endpoint" in d.get("lwm2m", {}):
+                d["lwm2m"]["endpoint"] = f"fleet-{i:03d}"
+            if "hosts" in d.get("related", {}):
+                d["related"]["hosts"] = [f"fleet-{i:03d}"]
+            for key in ("client", "source", "destination"):
+                if d.get(key, {}).get("port") == d["client"]["port"] and key != "client":
+                    d[key]["port"] = 20000 + i
+            d["client"]["port"] = 20000 + i
+            docs.append(d)
+    page = render(docs, sources=["fleet"])
+    text = parse(page)
+    inv_rows = text.rows["inventory"][1:]
+    assert len(inv_rows) == n
+    assert len(re.findall(r"<h3>fleet-\d{3}</h3>", page)) == MAX_DEVICES
+    assert f"{n - MAX_DEVICES} more devices not shown" in text.section_text("sessions")
+    assert f"{n - MAX_DEVICES} more devices not shown" in text.section_text("operations")

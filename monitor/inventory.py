@@ -296,6 +296,8 @@ def device_keys(docs: list[dict]) -> list[tuple | None]:
     keys: list[tuple | None] = []
     for d in docs:
         ep, client = _endpoint(d), _addr(d, "client")
+        if client is None:              # no client/server roles: either end may be a known client
+            client = next((a for a in (_addr(d, "source"), _addr(d, "destination")) if a in by_address), None)
         if ep is None and client is not None and client in by_address:
             ep = _nearest(by_address[client], str(d.get("@timestamp", "")))
         if ep is None and client is None:

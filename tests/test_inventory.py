@@ -256,3 +256,17 @@ def test_cli_errors(tmp_path, capsys):
     assert "bad.ndjson:2" in capsys.readouterr().err
     assert cli_main(["inventory", OPERATIONS, "-o", str(tmp_path / "inv.xlsx")]) == 2
     assert cli_main(["inventory", OPERATIONS, "-q", "-o", str(tmp_path / "no" / "dir" / "inv.csv")]) == 5
+
+
+def test_documents_without_client_role_join_the_device_at_their_address():
+    oscore = os.path.join(PCAPS, "oscore-lwm2m.pcap")
+    good = docs(oscore, os.path.join(PCAPS, "oscore-lwm2m.keys.yaml"))
+    # the same traffic with wrong keys: failures name only source/destination (no roles known)
+    failed = [d for d in docs(oscore, os.path.join(PCAPS, "oscore-wrong.keys.yaml")) if "client" not in d]
+    failed_alerts = Counter(d["rule"]["name"] for d in failed if d["event"]["kind"] == "alert")
+    assert failed_alerts, "wrong OSCORE keys raise an alert"
+    alone = inventory.build(failed)
+    assert alone.devices == [] and alone.unattributed_alerts == failed_alerts
+    (d,) = inventory.build(good + failed).devices
+    own = Counter(x["rule"]["name"] for x in good if x["event"]["kind"] == "alert")
+    assert dict(d.alerts) == dict(own + failed_alerts)

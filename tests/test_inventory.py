@@ -6,6 +6,7 @@ payload, frame times), from the scenario the Leshan capture was made with (the f
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -19,9 +20,7 @@ import pytest
 
 from monitor import inventory
 from monitor.analyze import collect
-from monitor.cli import main as cli_main
-from monitor.keys import load as load_keys
-from monitor.pipeline import PipelineConfig
+from monitor.cli import build_config, main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PCAPS = os.path.join(ROOT, "pcaps")
@@ -35,8 +34,9 @@ CONTRACT = os.path.join(ROOT, "..", "shared", "tools", "check_contract.py")
 
 @lru_cache(maxsize=None)
 def _docs(path: str, keys: str | None = None) -> tuple[dict, ...]:
-    config = PipelineConfig(keys=load_keys(keys)) if keys else None
-    docs, _ = collect([path], config)
+    # the configuration `analyze --keys` builds (keys, objects, built-in rules)
+    args = argparse.Namespace(keys=keys, objects=None, rules=[], config=None, no_rules=False, psk_wordlist=None)
+    docs, _ = collect([path], build_config(args))
     return tuple(docs)
 
 

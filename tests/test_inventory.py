@@ -270,3 +270,18 @@ def test_documents_without_client_role_join_the_device_at_their_address():
     (d,) = inventory.build(good + failed).devices
     own = Counter(x["rule"]["name"] for x in good if x["event"]["kind"] == "alert")
     assert dict(d.alerts) == dict(own + failed_alerts)
+
+
+def test_cli_reads_gzip_ndjson_and_mixes_with_captures(tmp_path, capsys):
+    import gzip
+    events = tmp_path / "ops.events.ndjson"
+    assert cli_main(["analyze", OPERATIONS, "--out", str(events), "-q"]) == 0
+    gz = tmp_path / "ops.events.ndjson.gz"
+    gz.write_bytes(gzip.compress(events.read_bytes()))
+    plain, zipped, mixed = (tmp_path / f"{n}.csv" for n in ("plain", "zipped", "mixed"))
+    assert cli_main(["inventory", str(events), "-q", "-o", str(plain)]) == 0
+    assert cli_main(["inventory", str(gz), "-q", "-o", str(zipped)]) == 0
+    pd.testing.assert_frame_equal(inventory.read_table(str(plain)), inventory.read_table(str(zipped)))
+    # NDJSON of one capture plus another capture: both devices
+    assert cli_main(["inventory", str(gz), PSK, "--keys", PSK_KEYS, "-q", "-o", str(mixed)]) == 0
+    assert list(inventory.read_table(str(mixed))["endpoint"]) == ["leshan-client-01", "leshan-client-psk"]

@@ -180,12 +180,13 @@ def _inventory(data: _Data) -> str:
             f"<b>{esc(inventory.device_name(d))}</b>", f"{_time(d.first_seen)}<br>{_time(d.last_seen)}",
             "<br>".join(esc(a) for a in d.client_addresses) or "-",
             esc(", ".join(d.security) or "-") + (f"<br>{ident}" if ident else ""),
-            " · ".join(reg) or "-",
+            (" · ".join(reg) or "-") + (f'<br><span class="mono">{esc(d.registration_location)}</span>'
+                                         if d.registration_location else ""),
             f'<span class="mono">{esc(" ".join(d.objects) or "-")}</span>',
             esc(d.manufacturer), esc(d.model), esc(d.firmware_version) + (f"<br><small>{history}</small>" if history else ""),
             images, alerts,
         ])
-    headers = ["device", "first / last seen", "clients", "security, identity", "version · binding · lifetime",
+    headers = ["device", "first / last seen", "clients", "security, identity", "version · binding · lifetime, location",
                "objects", "manufacturer", "model", "firmware", "firmware images", "alerts"]
     out = f'<div class="wide">{_table(headers, rows)}</div>'
     if data.inv.unattributed_alerts:

@@ -320,6 +320,7 @@ def test_thermostat_report_stays_bounded(tmp_path):
     text = parse(page)
     # MANIFEST: client 2001:db8:a::3 never registers in the capture; 111 updates to /rd/WHPXK8QxKo
     assert "(unnamed) [2001:db8:a::3]" in text.section_text("inventory")
+    assert "/rd/WHPXK8QxKo" in text.section_text("inventory")
     sessions = text.rows["sessions"]
     head = sessions[0]
     row = dict(zip(head, sessions[1]))

@@ -324,7 +324,11 @@ def build(docs: list[dict], keys: list[tuple | None] | None = None) -> Inventory
     """The inventory of `docs` (any order; named devices sorted by endpoint, then unnamed ones)."""
     builders: dict[tuple, _Builder] = {}
     unattributed: Counter = Counter()
-    for d, key in zip(docs, keys if keys is not None else device_keys(docs)):
+    keys = keys if keys is not None else device_keys(docs)
+    # packet-time order (stable): output order may differ, and history and state depend on order
+    order = sorted(range(len(docs)), key=lambda i: str(docs[i].get("@timestamp", "")))
+    for i in order:
+        d, key = docs[i], keys[i]
         kind, dataset = get_path(d, "event.kind"), get_path(d, "event.dataset")
         if key is None:
             if kind == "alert":

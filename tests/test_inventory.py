@@ -285,3 +285,15 @@ def test_cli_reads_gzip_ndjson_and_mixes_with_captures(tmp_path, capsys):
     # NDJSON of one capture plus another capture: both devices
     assert cli_main(["inventory", str(gz), PSK, "--keys", PSK_KEYS, "-q", "-o", str(mixed)]) == 0
     assert list(inventory.read_table(str(mixed))["endpoint"]) == ["leshan-client-01", "leshan-client-psk"]
+
+
+def test_history_follows_packet_time_not_input_order():
+    changed = docs(OPERATIONS)
+    reads = [d for d in changed if d["event"]["action"] == "read" and d["lwm2m"]["path"] == "/3/0"]
+    for v in reads[-1]["lwm2m"]["values"]:
+        if v["path"] == "/3/0/3":
+            v["value"] = "2.0.0"
+    forward = inventory.build(changed).devices[0]
+    backward = inventory.build(changed[::-1]).devices[0]
+    assert forward == backward
+    assert forward.firmware_version == "2.0.0" and forward.registered is False

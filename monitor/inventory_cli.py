@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .cli import (EPILOG, EXIT_CONFIG, EXIT_DAMAGED, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT,
+from .cli import (EPILOG, EXIT_CONFIG, EXIT_DAMAGED, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
                   add_pipeline_options, build_config, config_errors, fail)
 
 
@@ -46,7 +46,7 @@ def cmd_inventory(args) -> int:
     from . import inventory
     from .sinks import dumps
     if args.output and os.path.splitext(args.output)[1].lower() not in (".csv", ".parquet"):
-        return fail(2, f"{args.output}: the table format comes from the extension: .csv or .parquet")
+        return fail(EXIT_USAGE, f"{args.output}: the table format comes from the extension: .csv or .parquet")
     loaded, code = load_inputs(args)
     if loaded is None:
         return code

@@ -280,9 +280,20 @@ def _hidden_note(hidden: int) -> str:
             f'then operations, are); all are in the inventory.</p>')
 
 
-PHASES = (("bootstrap", ("bootstrap-request",), "bootstrap-finish"),
-          ("register", ("register",), None), ("update", ("update",), None),
-          ("deregister", ("deregister",), None))
+# Device-management operations (the server acting on the client), counted in the session table.
+_MANAGEMENT = frozenset({"read", "read-composite", "write", "write-composite", "write-attributes", "execute",
+                         "create", "delete", "discover", "observe", "observe-composite", "cancel-observation"})
+
+
+def _when(ops: list[dict], action: str, last: bool = False) -> str:
+    """Time and outcome of the first (or last) `action` among `ops`."""
+    hits = [d for d in ops if get_path(d, "event.action") == action]
+    if not hits:
+        return '<span class="muted">-</span>'
+    d = hits[-1] if last else hits[0]
+    outcome = get_path(d, "event.outcome")
+    mark = {"success": "ok", "failure": "bad"}.get(outcome, "unk")
+    return f'{_time(d.get("@timestamp"))} <span class="{mark}">{esc(outcome)}</span>'
 
 
 def _sessions(data: _Data) -> str:
@@ -297,28 +308,16 @@ def _sessions(data: _Data) -> str:
     for name in names:
         ops = sorted(per_device[name], key=lambda d: str(d.get("@timestamp")))
         by_action = Counter(str(get_path(d, "event.action")) for d in ops)
-        def when(action: str, last: bool = False) -> str:
-            hits = [d for d in ops if get_path(d, "event.action") == action]
-            if not hits:
-                return '<span class="muted">-</span>'
-            d = hits[-1] if last else hits[0]
-            outcome = get_path(d, "event.outcome")
-            mark = {"success": "ok", "failure": "bad"}.get(outcome, "unk")
-            return f'{_time(d.get("@timestamp"))} <span class="{mark}">{esc(outcome)}</span>'
         mgmt = sum(by_action.get(a, 0) for a in _MANAGEMENT)
         reporting = sum(by_action.get(a, 0) for a in ("notify", "send"))
-        row = [when("bootstrap-request"), when("bootstrap-finish"), when("register"),
+        row = [_when(ops, "bootstrap-request"), _when(ops, "bootstrap-finish"), _when(ops, "register"),
                f'<span class="num">{by_action.get("update", 0)}</span>', f'<span class="num">{mgmt}</span>',
-               f'<span class="num">{reporting}</span>', when("deregister", last=True)]
+               f'<span class="num">{reporting}</span>', _when(ops, "deregister", last=True)]
         out.append(f"<h3>{esc(name)}</h3>")
         out.append(_table(["bootstrap-request", "bootstrap-finish", "register", "updates", "management operations",
                            "notify/send", "deregister"], [row]))
         out.append(_chips(ops))
     return "".join(out)
-
-
-_MANAGEMENT = frozenset({"read", "read-composite", "write", "write-composite", "write-attributes", "execute",
-                         "create", "delete", "discover", "observe", "observe-composite", "cancel-observation"})
 
 
 def _chips(ops: list[dict]) -> str:

@@ -297,3 +297,16 @@ def test_history_follows_packet_time_not_input_order():
     backward = inventory.build(changed[::-1]).devices[0]
     assert forward == backward
     assert forward.firmware_version == "2.0.0" and forward.registered is False
+
+
+def test_no_secret_in_inventory_outputs(tmp_path, capsys):
+    # leshan-nosec-bootstrap writes the PSK to the client in clear (bootstrap-write /0/1)
+    boot = os.path.join(PCAPS, "leshan-nosec-bootstrap.pcap")
+    keys = os.path.join(PCAPS, "leshan-nosec-bootstrap.keys.yaml")
+    import yaml
+    secret = yaml.safe_load(open(keys))["psk"][0]["key"].lower()
+    csv, nd = tmp_path / "b.csv", tmp_path / "b.ndjson"
+    assert cli_main(["inventory", boot, "--keys", keys, "-o", str(csv), "--ndjson", str(nd)]) == 0
+    screen = capsys.readouterr()
+    for text in (csv.read_text(), nd.read_text(), screen.out, screen.err):
+        assert secret not in text.lower() and bytes.fromhex(secret).hex(":") not in text.lower()

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .capture import CaptureStats, read_files
+from .keys import parse_keylog
 from .pipeline import Pipeline, PipelineConfig
 
 BATCH = 512
+TLS_KEY_LOG = 0x544C534B
 
 
 @dataclass
@@ -30,7 +32,16 @@ def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = ()
     pipeline = Pipeline(config)
     result = AnalysisResult(cstats, pipeline)
     started = time.perf_counter()
-    datagrams = read_files(paths, cstats)          # raises CaptureError for a missing file
+    keylog = config.keys.keylog
+
+    def on_secrets(path: str, secrets_type: int, data: bytes) -> None:
+        # pcapng Decryption Secrets Blocks carry TLS/DTLS key logs ('TLSK'); the file's own
+        # entries never replace the user's.
+        if secrets_type == TLS_KEY_LOG:
+            for random, secret in parse_keylog(data.decode("ascii", "replace")).items():
+                keylog.setdefault(random, secret)
+
+    datagrams = read_files(paths, cstats, on_secrets)   # raises CaptureError for a missing file
     batch: list[dict] = []
     feed = pipeline.feed
     n = 0
@@ -44,7 +55,7 @@ def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = ()
                 batch = []
         n += 1
         if progress is not None and not n & 0x3FFF:
-            progress(n, cstats.bytes)
+            progress(n, cstats.file_bytes)
     batch.extend(pipeline.close())
     _write(sinks, batch)
     result.documents += len(batch)

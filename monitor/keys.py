@@ -197,6 +197,22 @@ def _oscore(entry: dict, where: str) -> OscoreContextConfig:
         aead=int(aead), hkdf=hkdf)
 
 
+def parse_keylog(text: str) -> dict[bytes, bytes]:
+    """CLIENT_RANDOM entries of key-log text (e.g. a pcapng Decryption Secrets Block);
+    lines that do not parse are skipped, as Wireshark does."""
+    out: dict[bytes, bytes] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "CLIENT_RANDOM":
+            try:
+                random, secret = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            except ValueError:
+                continue
+            if len(random) == 32 and len(secret) == 48:
+                out[random] = secret
+    return out
+
+
 def _read_keylog(path: str, keys_path: str) -> dict[bytes, bytes]:
     """NSS key log: `CLIENT_RANDOM <32-byte hex> <48-byte hex>` lines; others ignored."""
     try:

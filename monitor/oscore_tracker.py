@@ -75,7 +75,7 @@ class OscoreResult:
         if self.error is not None:
             osc["error"] = self.error
         if self.replay:
-            osc["replay"] = True
+            osc["replayed"] = True
         if self.fingerprint is not None:
             osc["context"] = {"fingerprint": self.fingerprint}
         out: dict = {"oscore": osc}

@@ -48,6 +48,7 @@ CONTENT_FORMAT_LINK = 40
 class PipelineStats:
     datagrams: int = 0
     dtls_datagrams: int = 0
+    dtls_non_coap: int = 0
     coap_messages: int = 0
     other_udp: int = 0
     decode_errors: Counter = field(default_factory=Counter)     # "coap.malformed", "payload", ...
@@ -71,6 +72,7 @@ class PipelineConfig:
     # Ports where every non-DTLS datagram is taken as CoAP (failures are reported anomalies);
     # elsewhere CoAP is recognised by content and non-CoAP UDP is ignored silently.
     coap_ports: frozenset[int] = frozenset({5683, 5685, 5783})
+    coaps_ports: frozenset[int] = frozenset({5684, 5686})
     harvest: bool = True
     # Called with (datagram, message) for every CoAP message parsed, after DTLS and before
     # OSCORE; the differential tests against Wireshark use it. None on the hot path.
@@ -90,6 +92,7 @@ class Pipeline:
         self._next_sweep = 0
         self._evicted: list[dict] = []
         self._coap_ports = self.config.coap_ports
+        self._coaps_ports = self.config.coaps_ports
         self._value_cache: dict[tuple, _DecodedValues] = {}
         self._model = self.config.objects
         if self._model is None:
@@ -125,8 +128,12 @@ class Pipeline:
                 flow = self._flow(dgram)
                 if session is not None and flow.client is None:
                     flow.client = session.client
+                coaps_port = dgram.dst_port in self._coaps_ports or dgram.src_port in self._coaps_ports
                 for plain in res.plaintexts:
-                    self._coap(dgram, plain, carrier, out)
+                    if coaps_port or (coap.looks_like_coap(plain) and self._parses(plain)):
+                        self._coap(dgram, plain, carrier, out)
+                    else:
+                        self.stats.dtls_non_coap += 1        # other applications over DTLS
         elif dgram.dst_port in self._coap_ports or dgram.src_port in self._coap_ports:
             self._coap(dgram, payload, Carrier(), out)     # CoAP port: anything else is malformed
         elif coap.looks_like_coap(payload) and self._parses(payload):

@@ -1,6 +1,6 @@
-"""Documents for the output tests: what the project's pipeline makes of the captures in
-pcaps/ (each with its keys file), plus an alert shaped after ../shared/EVENTS.md "Alerts"
-until the rules engine produces real ones."""
+"""Documents for the output tests: what the project's pipeline (with the built-in rules) makes
+of the captures in pcaps/, each with its keys file, plus one hand-made alert shaped after
+../shared/EVENTS.md "Alerts" with addresses no capture uses (203.0.113.0/24)."""
 from __future__ import annotations
 
 import functools
@@ -19,10 +19,19 @@ def pipeline_documents() -> tuple[dict, ...]:
     docs: list[dict] = []
     for capture in sorted(glob.glob(os.path.join(ROOT, "pcaps", "*.pcap"))):
         keys_path = capture[: -len(".pcap")] + ".keys.yaml"
-        config = PipelineConfig(keys=keys.load(keys_path)) if os.path.exists(keys_path) else PipelineConfig()
+        keystore = keys.load(keys_path) if os.path.exists(keys_path) else keys.KeyStore()
+        config = PipelineConfig(keys=keystore, rules=_rules())
         out, _ = collect([capture], config)
         docs.extend(out)
     return tuple(docs)
+
+
+def _rules():
+    try:
+        from monitor.rule_engine import RuleEngine
+    except ImportError:
+        return None
+    return RuleEngine.from_paths()
 
 
 def alert_document() -> dict:

@@ -105,3 +105,18 @@ def test_panel_aggregations_return_buckets_on_real_data(es_node, es_config):
         assert "_status" not in res, res
         for agg_id in aggs:
             assert res["aggregations"][agg_id]["buckets"], (o["attributes"]["title"], agg_id)
+
+
+def test_cli_kibana_export_writes_the_same_objects(tmp_path):
+    import subprocess
+    import sys
+    out, rules_out = tmp_path / "k.ndjson", tmp_path / "rules.ndjson"
+    proc = subprocess.run([sys.executable, "-m", "monitor.cli", "kibana", "export", "--out", str(out),
+                           "--rules-out", str(rules_out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line) for line in out.read_text().splitlines()] == _objects()
+    rules = [json.loads(line) for line in rules_out.read_text().splitlines()]
+    assert rules and all({"rule_id", "name", "query", "index"} <= set(r) for r in rules)
+    # The detection rules search indices the sink writes and the data views cover.
+    from monitor.es_template import INDEX_PATTERNS
+    assert all(set(r["index"]) <= set(INDEX_PATTERNS) for r in rules), {tuple(r["index"]) for r in rules}

@@ -27,6 +27,22 @@ class SinkReport:
     files: tuple[str, ...] = ()    # files written (NDJSON segments, table, dead-letter, spool)
     errors: tuple[str, ...] = ()   # last distinct transport errors (no secrets)
 
+    def summary(self) -> str:
+        """One line for the CLI; problems first so they are not missed."""
+        parts = [f"{self.sent:,} sent"]
+        if self.duplicates:
+            parts.append(f"{self.duplicates:,} already stored")
+        if self.dead_lettered:
+            parts.append(f"{self.dead_lettered:,} REJECTED (see dead-letter file)")
+        if self.spooled_remaining:
+            parts.append(f"{self.spooled_remaining:,} NOT YET DELIVERED (spooled, replayed by the next run)")
+        if self.retries:
+            parts.append(f"{self.retries:,} retries")
+        line = f"{self.sink}: " + ", ".join(parts)
+        if self.errors and (self.spooled_remaining or self.dead_lettered or self.retries):
+            line += f"; last error: {self.errors[-1]}"
+        return line
+
 
 class Sink(Protocol):
     def write(self, docs: list[dict]) -> None: ...

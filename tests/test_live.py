@@ -239,10 +239,11 @@ def test_sighup_reloads_keys_and_a_bad_file_keeps_the_old_ones(tmp_path):
 
 
 def test_several_interfaces_and_count(tmp_path):
-    """Two interfaces at once (lo twice would be one; use lo and a dummy), --count stops it."""
+    """Two interfaces at once (lo and one end of a fresh veth pair), --count stops it."""
     dummy = "lwm2mlive0"
-    if subprocess.run(["ip", "link", "add", dummy, "type", "dummy"], capture_output=True).returncode:
-        pytest.skip("cannot create a dummy interface")
+    if subprocess.run(["ip", "link", "add", dummy, "type", "veth", "peer", "name", "lwm2mlive1"],
+                      capture_output=True).returncode:
+        pytest.skip("cannot create a veth pair")
     try:
         subprocess.run(["ip", "link", "set", dummy, "up"], check=True)
         sensor, out, err = start_sensor(tmp_path, "-i", dummy, "--stats-interval", "0", "--count", "4")

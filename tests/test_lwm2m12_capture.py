@@ -153,6 +153,19 @@ def test_keys_file_context_decrypts_the_same():
     assert [d["event"]["action"] for d in _operations(out)] == ACTIONS
 
 
+def test_wrong_master_secret_is_could_not_decrypt(tmp_path):
+    wrong = KEYS.read_text().replace(P.OSCORE["master_secret"].hex(), "5f3a9c71e2b84d06a1c3e5f7092b4d6e")
+    (tmp_path / "wrong.keys.yaml").write_text(wrong)
+    out, _ = collect([str(PCAP)], PipelineConfig(keys=keysfile.load(str(tmp_path / "wrong.keys.yaml")),
+                                                   harvest=False))
+    assert [d["event"]["action"] for d in _operations(out)] == ACTIONS[:5]
+    failed = [d for d in out if d["event"]["action"] == "decryption-failed"]
+    assert failed and all(d["event"]["outcome"] == "failure" for d in failed)
+    assert {d["oscore"]["kid"] for d in failed} == {"4331", "5331"}
+    assert all(d["oscore"]["error"] == "tag check failed" for d in failed)
+    assert "values" not in json.dumps(out[5:])           # nothing decoded from a failed decryption
+
+
 def test_read_device_in_lwm2m_cbor(docs):
     read = _op(docs, "read")
     assert read["lwm2m"]["path"] == "/3/0"

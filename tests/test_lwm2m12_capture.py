@@ -260,3 +260,15 @@ def test_tshark_sees_the_clear_bootstrap_payloads():
     assert payload[4] == P.bootstrap_pack()
     assert payload[7] == P.oscore_write()
     assert payload[6] == P.DISCOVER_LINKS
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap not installed")
+@pytest.mark.xfail(strict=True, reason="monitor harvests keys from bootstrap-write/write/create requests only, "
+                   "not from the 2.05 answer to a bootstrap-pack-request, which carries the same /21/0 "
+                   "(and the /0/2 PSK)")
+def test_pack_alone_provisions_the_oscore_context(tmp_path):
+    # the same capture without the bootstrap-write (frames 7-8): the pack is the only provisioning
+    pack_only = tmp_path / "pack-only.pcap"
+    subprocess.run(["editcap", str(PCAP), str(pack_only), "7", "8"], check=True, capture_output=True)
+    out, _ = collect([str(pack_only)], PipelineConfig())
+    assert [d["event"]["action"] for d in _operations(out)] == [a for a in ACTIONS if a != "bootstrap-write"]

@@ -4,6 +4,9 @@
   the server has them (detected with GET /_data_stream), plain indices otherwise. Either way
   the op type is `create` with `_id = event.id`, so a resent document answers 409 "already
   there": counted as delivered (`duplicates`), never stored twice.
+- `write()` only queues; one delivery thread batches by size and by time (a quiet network
+  still gets its last documents out after `flush_seconds`), so a slow node or a backoff never
+  stalls the caller's capture loop. `close()` delivers what is left and joins the thread.
 - Transient failures (connection errors, timeouts, 429, 5xx, 401/403) are retried with bounded
   exponential backoff, then the documents go to an append-only NDJSON spool on disk. While the
   spool holds anything, new documents queue behind it and the node is probed at most every
@@ -19,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -56,6 +60,7 @@ class EsConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 8.0
     probe_seconds: float = 5.0              # while spooling: how often to try the node again
+    max_pending: int = 100_000              # queued documents before write() waits (node up) or spools (down)
     timeout: float = 30.0
     replicas: int | None = None             # index template number_of_replicas (None: server default)
 
@@ -112,6 +117,7 @@ class Spool:
 
     def __init__(self, directory: str):
         self.dir = directory
+        self._lock = threading.Lock()       # the caller (overflow) and the delivery thread append
         os.makedirs(directory, exist_ok=True)
         self.pending = sum(self._remaining(s) for s in self.segments())
         self.seal()     # a spool left by a crashed run may end in a torn line: never append to it
@@ -123,20 +129,25 @@ class Spool:
     def append(self, lines: list[str]) -> None:
         if not lines:
             return
-        segs = self.segments()
-        target = segs[-1] if segs else os.path.join(self.dir, "spool-000001.ndjson")
-        with open(target, "a", encoding="utf-8", newline="\n") as f:
-            f.write("".join(line + "\n" for line in lines))
-            f.flush()
-            os.fsync(f.fileno())
-        self.pending += len(lines)
+        with self._lock:
+            segs = self.segments()
+            target = segs[-1] if segs else os.path.join(self.dir, "spool-000001.ndjson")
+            with open(target, "a", encoding="utf-8", newline="\n") as f:
+                f.write("".join(line + "\n" for line in lines))
+                f.flush()
+                os.fsync(f.fileno())
+            self.pending += len(lines)
 
-    def seal(self) -> None:
-        """Later appends go to a new segment."""
-        segs = self.segments()
-        if segs and os.path.getsize(segs[-1]):
-            n = int(os.path.basename(segs[-1])[6:12]) + 1
-            open(os.path.join(self.dir, f"spool-{n:06d}.ndjson"), "a").close()
+    def seal(self) -> list[str]:
+        """Later appends go to a new segment; returns the sealed segments, oldest first, which
+        nobody appends to any more and a replay may read and delete."""
+        with self._lock:
+            segs = self.segments()
+            if segs and os.path.getsize(segs[-1]):
+                n = int(os.path.basename(segs[-1])[6:12]) + 1
+                open(os.path.join(self.dir, f"spool-{n:06d}.ndjson"), "a").close()
+                return segs
+            return segs[:-1]
 
     def read(self, segment: str) -> tuple[list[str], int]:
         with open(segment, encoding="utf-8") as f:
@@ -148,13 +159,15 @@ class Spool:
         with open(tmp, "w") as f:
             f.write(str(done))
         os.replace(tmp, segment + ".done")
-        self.pending -= delivered_now
+        with self._lock:
+            self.pending -= delivered_now
 
     def remove(self, segment: str, delivered_now: int) -> None:
         os.remove(segment)
         if os.path.exists(segment + ".done"):
             os.remove(segment + ".done")
-        self.pending -= delivered_now
+        with self._lock:
+            self.pending -= delivered_now
 
     def _done(self, segment: str) -> int:
         try:
@@ -182,33 +195,89 @@ class EsSink:
         self._next_probe = 0.0
         self.sent = self.duplicates = self.dead_lettered = self.retries = 0
         self.errors: list[str] = []
+        # One delivery thread, so neither a slow node nor a retry backoff stalls the caller
+        # (the live capture loop), and a quiet network still gets its last batch out on time.
+        self._cond = threading.Condition()
+        self._closing = False
+        self._outage = False
+        self._crashed = False
+        self._worker = threading.Thread(target=self._run, name="lwm2m-es-sink", daemon=True)
+        self._worker.start()
 
     # -- Sink interface -------------------------------------------------------------------------
     def write(self, docs: list[dict]) -> None:
-        now = time.monotonic()
-        if docs and not self._pending:
-            self._pending_since = now
-        for doc in docs:
-            item = self._item(doc)
-            self._pending.append(item)
-            self._pending_bytes += len(item.line)
-        if self._pending and (len(self._pending) >= self.config.batch_docs
-                              or self._pending_bytes >= self.config.batch_bytes
-                              or now - self._pending_since >= self.config.flush_seconds):
-            self.flush()
+        """Queues the documents; the delivery thread sends them. Blocks only when the queue is
+        full while the node is up (back-pressure); with the node down a full queue goes to disk."""
+        items = [self._item(d) for d in docs]
+        with self._cond:
+            if items and not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.extend(items)
+            self._pending_bytes += sum(len(it.line) for it in items)
+            while (len(self._pending) > self.config.max_pending and not self._outage
+                   and self._worker.is_alive()):
+                self._cond.wait(0.5)
+            if len(self._pending) > self.config.max_pending:
+                self.spool.append([it.line for it in self._pending])
+                self._pending, self._pending_bytes = [], 0
+            self._cond.notify_all()
 
     def close(self) -> SinkReport:
-        self.flush(final=True)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._worker.join()
+        if self._pending or self._crashed:      # the thread died: deliver from here instead
+            self._flush(final=True)
         self.client.close()
         files = tuple(p for p in (self.dead_letter_path,) if os.path.exists(p)) + tuple(self.spool.segments())
         return SinkReport("elasticsearch", sent=self.sent, duplicates=self.duplicates,
                           dead_lettered=self.dead_lettered, spooled_remaining=self.spool.pending,
                           retries=self.retries, files=files, errors=tuple(self.errors[-5:]))
 
-    def flush(self, final: bool = False) -> None:
-        """Deliver the spool (in order) then the pending batch; what cannot go now is spooled.
+    # -- delivery thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._closing and not self._due():
+                        self._cond.wait(self._wait_time())
+                    closing = self._closing
+                self._flush(final=closing)
+                with self._cond:
+                    self._outage = self.spool.pending > 0
+                    self._cond.notify_all()
+                    if closing and not self._pending:
+                        return
+        except BaseException as exc:   # a bug must not strand documents: close() takes over
+            self._crashed = True
+            self._error_text(f"delivery thread stopped: {type(exc).__name__}: {exc}")
+            with self._cond:
+                self._outage = True
+                self._cond.notify_all()
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        if self.spool.pending and now >= self._next_probe:
+            return True
+        return bool(self._pending) and (len(self._pending) >= self.config.batch_docs
+                                        or self._pending_bytes >= self.config.batch_bytes
+                                        or now - self._pending_since >= self.config.flush_seconds)
+
+    def _wait_time(self) -> float:
+        now = time.monotonic()
+        waits = [1.0]
+        if self._pending:
+            waits.append(self._pending_since + self.config.flush_seconds - now)
+        if self.spool.pending:
+            waits.append(self._next_probe - now)
+        return max(0.01, min(waits))
+
+    def _flush(self, final: bool = False) -> None:
+        """Deliver the spool (in order) then the queued documents; what cannot go now is spooled.
         `final` (close) always tries the node, with the full backoff schedule."""
-        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        with self._cond:
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
         retries = self.config.max_retries
         if self.spool.pending:
             if not final and time.monotonic() < self._next_probe:
@@ -234,27 +303,31 @@ class EsSink:
         return _Item(f"logs-{dataset}-{self.config.namespace}", str(eid), line)
 
     def _replay(self, retries: int) -> bool:
-        """Sends the spool in order; True when it is empty afterwards."""
+        """Sends the spool in order; True when it is empty afterwards. Rounds repeat while the
+        caller's overflow keeps adding segments, so spooled documents go before queued ones."""
         step = self.config.batch_docs
-        for seg in self.spool.segments():
-            lines, done = self.spool.read(seg)
-            while done < len(lines):
-                chunk = lines[done:done + step]
-                items = []
-                for line in chunk:
-                    try:
-                        items.append(self._item(json.loads(line)))
-                    except ValueError as exc:      # a torn line from a crash: keep it, with the reason
-                        self._dead_letter_line(line, None, f"unreadable spool line: {exc}")
-                left = self._deliver(items, retries)
-                if left:
-                    first = chunk.index(left[0].line)
-                    self.spool.mark(seg, done + first, first)
-                    return False
-                done += len(chunk)
-                self.spool.mark(seg, done, len(chunk))
-            self.spool.remove(seg, 0)
-        return True
+        while True:
+            sealed = self.spool.seal()
+            if not sealed:
+                return True
+            for seg in sealed:
+                lines, done = self.spool.read(seg)
+                while done < len(lines):
+                    chunk = lines[done:done + step]
+                    items = []
+                    for line in chunk:
+                        try:
+                            items.append(self._item(json.loads(line)))
+                        except ValueError as exc:      # a torn line from a crash: kept, with the reason
+                            self._dead_letter_line(line, None, f"unreadable spool line: {exc}")
+                    left = self._deliver(items, retries)
+                    if left:
+                        first = chunk.index(left[0].line)
+                        self.spool.mark(seg, done + first, first)
+                        return False
+                    done += len(chunk)
+                    self.spool.mark(seg, done, len(chunk))
+                self.spool.remove(seg, 0)
 
     def _deliver(self, items: list[_Item], retries: int) -> list[_Item]:
         """Bulk-creates `items`; returns those still undelivered after transient failures."""
@@ -270,6 +343,10 @@ class EsSink:
                 todo = self._bulk(todo)
             except (TransportError, ApiError) as exc:
                 self._error(exc)
+            if todo and not self._outage:       # writers stop waiting for a queue that cannot drain
+                with self._cond:
+                    self._outage = True
+                    self._cond.notify_all()
         return todo
 
     def _bulk(self, items: list[_Item]) -> list[_Item]:

@@ -189,26 +189,55 @@ def test_ca_file_is_what_makes_tls_work(es_node, es_config):
     assert sink.close().sent == 1
 
 
+def _wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+
 def test_batches_by_size_and_by_time(es_node, es_config):
     docs = _declared_documents()[:25]
     sink = EsSink(es_config(batch_docs=10, flush_seconds=3600))
-    sink.write(docs)                      # one write of 25: flushed as soon as 10 are pending
-    assert sink.sent == 25
+    sink.write(docs)                      # a full batch goes at once, no waiting for the clock
+    assert _wait_for(lambda: sink.sent == 25)
     sink.close()
 
     sink = EsSink(es_config(batch_docs=1000, flush_seconds=3600))
     for d in docs[:9]:
         sink.write([d])
+    time.sleep(1.5)
     assert sink.sent == 0                 # below size, not yet due
-    sink.close()
+    assert sink.close().sent == 9         # close delivers the rest
 
-    sink = EsSink(es_config(batch_docs=1000, flush_seconds=0.3))
-    sink.write(docs[:3])
-    assert sink.sent == 0
-    time.sleep(0.4)
-    sink.write([])                        # live loops call write() on every tick; the batch is due
-    assert sink.sent == 3
+    sink = EsSink(es_config(batch_docs=1000, flush_seconds=0.5))
+    started = time.monotonic()
+    sink.write(docs[:3])                  # then silence: the time limit alone sends them
+    assert _wait_for(lambda: sink.sent == 3)
+    assert time.monotonic() - started >= 0.45
     assert sink.close().sent == 3
+
+
+def test_write_never_waits_for_a_dead_node(tmp_path):
+    """The caller (live capture loop) is not held up by retries and backoff: the delivery
+    thread is. With the node down everything ends in the spool, none of it lost."""
+    from es.node import free_port
+    from monitor.es_sink import EsConfig
+    config = EsConfig.from_env_and_args(f"http://127.0.0.1:{free_port()}", env={}, spool_dir=str(tmp_path / "s"),
+                                        batch_docs=10, max_retries=3, backoff_initial=0.5, max_pending=50)
+    sink = EsSink(config)
+    docs = _declared_documents()[:200]
+    started = time.monotonic()
+    for i in range(0, len(docs), 10):
+        sink.write(docs[i:i + 10])
+    assert time.monotonic() - started < 1.0, "write() blocked on the dead node"
+    report = sink.close()
+    assert (report.sent, report.spooled_remaining, report.dead_lettered) == (0, len(docs), 0)
+    lines = []
+    for name in sorted(os.listdir(tmp_path / "s")):
+        if name.startswith("spool-") and name.endswith(".ndjson"):
+            lines += (tmp_path / "s" / name).read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["event"]["id"] for line in lines) == sorted(d["event"]["id"] for d in docs)
 
 
 def test_spool_left_by_a_crashed_run_is_replayed_from_its_offset(es_node, es_config, tmp_path):

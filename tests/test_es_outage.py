@@ -49,6 +49,9 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(es_node, es_c
         assert killed.wait(60), "the sink never got a quarter of the documents through"
         sent_at_outage = sink.sent
         sink.write(docs[half:half + 100])      # with the node down these must go to the spool
+        deadline = time.monotonic() + 30
+        while sink.spool.pending == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert sink.spool.pending > 0
         es_node.start()                       # same data dir, same port
         for i in range(half + 100, len(docs), 25):

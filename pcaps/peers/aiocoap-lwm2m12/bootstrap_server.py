@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import cbor2
 from aiocoap import CHANGED, CONTENT, GET, POST, PUT, Context, Message
 from aiocoap import resource
 

@@ -11,6 +11,7 @@ port is captured, so other traffic on 5683 does not mix in. Needs lakers-python 
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -37,7 +38,6 @@ def port_free(port: int) -> bool:
 
 def server_context(base: str) -> str:
     """The LwM2M server's side of the context it shares with the bootstrap server."""
-    import json
     o = p.OSCORE
     path = os.path.join(base, "server")
     os.makedirs(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import hashlib
 import math
 import re
@@ -333,6 +334,8 @@ def _cbor_leaf(value) -> tuple[str, object] | None:
         return "string", value
     if isinstance(value, (bytes, bytearray)):
         return "opaque", bytes(value)
+    if isinstance(value, datetime.datetime):           # tag 1 (epoch time), as LwM2M CBOR sends Time
+        return "time", int(value.timestamp())
     return None
 
 

@@ -27,6 +27,8 @@ SWEEP_EVERY_NS = 10 * 1_000_000_000
 ANOMALY_DOCS_PER_REASON = 5          # per flow; the rest are counted (rate limit)
 MAX_INLINE_OPAQUE = 256              # bytes of an opaque value shown as hex; larger ones hashed
 VALUE_CACHE_SIZE = 8192
+# Operations whose payload provisions Security (0) / OSCORE (21) instances in clear.
+HARVEST_ACTIONS = frozenset({"bootstrap-write", "bootstrap-pack-request", "write", "create"})
 VALUE_CACHE_MAX_BODY = 512
 
 
@@ -466,7 +468,7 @@ class Pipeline:
         f.firmware_uri = dv.firmware_uri
         if action in ("send", "write-composite") and not f.paths:
             f.paths = [v["path"] for v in dv.values]
-        if dv.instances and self.config.harvest and action in ("bootstrap-write", "write", "create"):
+        if dv.instances and self.config.harvest and action in HARVEST_ACTIONS:
             self._harvest(dv.instances)
 
     def _decoded_values(self, body: bytes, cf: int | None, path: str) -> "_DecodedValues":

@@ -176,9 +176,6 @@ def test_read_device_in_lwm2m_cbor(docs):
             assert got[path] == (kind, value), path
 
 
-@pytest.mark.xfail(strict=True, reason="monitor drops a tag-1 (epoch time) leaf of LwM2M CBOR: cbor2 "
-                   "turns it into a datetime that payload_decoder._cbor_leaf does not take "
-                   "('/3/0/13: value of an unsupported CBOR type')")
 def test_read_device_time_tag1(docs):
     read = _op(docs, "read")
     assert "decode_error" not in read["lwm2m"]
@@ -263,9 +260,6 @@ def test_tshark_sees_the_clear_bootstrap_payloads():
 
 
 @pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap not installed")
-@pytest.mark.xfail(strict=True, reason="monitor harvests keys from bootstrap-write/write/create requests only, "
-                   "not from the 2.05 answer to a bootstrap-pack-request, which carries the same /21/0 "
-                   "(and the /0/2 PSK)")
 def test_pack_alone_provisions_the_oscore_context(tmp_path):
     # the same capture without the bootstrap-write (frames 7-8): the pack is the only provisioning
     pack_only = tmp_path / "pack-only.pcap"

@@ -262,3 +262,19 @@ def test_spool_left_by_a_crashed_run_is_replayed_from_its_offset(es_node, es_con
     got = _search(es_node, config.namespace, {"match_all": {}})["hits"]["hits"]
     assert sorted(h["_id"] for h in got) == sorted(d["event"]["id"] for d in docs[1:])
     assert not [n for n in os.listdir(spool) if n.endswith(".ndjson") and os.path.getsize(spool / n)]
+
+
+def test_api_key_is_sent_and_never_shown(es_node, es_config):
+    """The node cannot mint API keys (tests/es/README.md), so this proves the API-key path
+    reaches the node as credentials (a bogus key gets 401, documents are kept) and that the
+    key stays out of the report."""
+    import base64
+    key = base64.b64encode(b"bogus-id:bogus-api-key-secret").decode()
+    config = es_config(max_retries=0)
+    keyed = type(config)(**{**config.__dict__, "user": None, "password": None, "api_key": key})
+    sink = EsSink(keyed)
+    sink.write(_declared_documents()[:5])
+    report = sink.close()
+    assert (report.sent, report.spooled_remaining) == (0, 5)
+    assert any("HTTP 401" in e for e in report.errors), report.errors
+    assert not any(key in e or "bogus-api-key-secret" in e for e in report.errors)

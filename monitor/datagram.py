@@ -1,11 +1,12 @@
 """The unit every capture source hands to the pipeline: one reassembled UDP datagram."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Datagram:
+class Datagram(NamedTuple):
+    """Immutable; a NamedTuple because one is built per packet (cheaper than a dataclass)."""
+
     ts_ns: int          # packet time, nanoseconds since the epoch (never the wall clock)
     src_ip: str
     src_port: int

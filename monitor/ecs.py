@@ -31,7 +31,7 @@ def timestamp(ts_ns: int) -> str:
 
 def event_id(*parts: object) -> str:
     """Deterministic id: the same capture and keys give the same ids."""
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:24]
+    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
 
 
 _COMMUNITY: dict[tuple, str] = {}

@@ -11,6 +11,7 @@ sink's CA, user/password and API-key options against the real thing.
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import json
 import os
@@ -149,6 +150,7 @@ class Node:
             proc = node._as_es_user([os.path.join(home, "bin", "elasticsearch-users"), "useradd", ADMIN_USER,
                                      "-p", password, "-r", "superuser"], capture_output=True, text=True)
             if proc.returncode != 0:
+                shutil.rmtree(workdir, ignore_errors=True)
                 raise NodeError(f"elasticsearch-users failed: {proc.stdout}{proc.stderr}")
         return node
 
@@ -176,6 +178,7 @@ class Node:
         self.proc = subprocess.Popen(argv, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
+        atexit.register(self.kill)         # an interrupted session must not leave a JVM behind
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:

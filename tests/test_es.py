@@ -32,6 +32,20 @@ def _search(node, ns, query, size=2000):
                         {"size": size, "query": query, "_source": ["event.id"]})
 
 
+def _all_hits(node, ns, query) -> list[dict]:
+    """Every hit of `query`, paged with search_after on event.id (no result-window limit)."""
+    out, after = [], None
+    while True:
+        body = {"size": 2000, "query": query, "sort": [{"event.id": "asc"}], "_source": ["event.id"]}
+        if after:
+            body["search_after"] = after
+        hits = node.request("POST", f"/logs-*-{ns}/_search", body)["hits"]["hits"]
+        if not hits:
+            return out
+        out += hits
+        after = hits[-1]["sort"]
+
+
 def test_bulk_every_document_type_lands_once_per_event_id(es_node, es_config):
     config = es_config()
     docs, report, sink = _index_all(es_node, config, all_documents())
@@ -49,10 +63,10 @@ def test_bulk_every_document_type_lands_once_per_event_id(es_node, es_config):
     for dataset, n in datasets.items():
         got = es_node.request("GET", f"/logs-{dataset}-{config.namespace}/_count")
         assert got.get("count") == n, (dataset, got)
-    hits = _search(es_node, config.namespace, {"match_all": {}})["hits"]
-    assert hits["total"]["value"] == len(docs)
-    assert sorted(h["_id"] for h in hits["hits"]) == sorted(ids)
-    assert all(h["_id"] == h["_source"]["event"]["id"] for h in hits["hits"])
+    assert _search(es_node, config.namespace, {"match_all": {}})["hits"]["total"]["value"] == len(docs)
+    hits = _all_hits(es_node, config.namespace, {"match_all": {}})
+    assert sorted(h["_id"] for h in hits) == sorted(ids)
+    assert all(h["_id"] == h["_source"]["event"]["id"] for h in hits)
     # The node of the tests has no data-streams module: plain indices (see tests/es/README.md).
     assert sink.data_streams is False
     assert es_node.request("GET", f"/logs-lwm2m.operation-{config.namespace}").get("_status") is None
@@ -79,7 +93,7 @@ def test_queries_by_endpoint_action_and_cidr(es_node, es_config):
     ns = config.namespace
 
     def ids(query):
-        return sorted(h["_id"] for h in _search(es_node, ns, query)["hits"]["hits"])
+        return sorted(h["_id"] for h in _all_hits(es_node, ns, query))
 
     def expected(pred):
         return sorted(d["event"]["id"] for d in docs if pred(d))

@@ -10,7 +10,7 @@ from es.documents import all_documents
 from monitor.es_sink import EsSink
 from monitor.fields import undeclared
 
-ROUNDS = 12          # copies of the document set, each with its own event.id
+TOTAL = 5000         # documents in the run: the capture documents, repeated with fresh event.ids
 
 
 def _documents() -> list[dict]:
@@ -18,11 +18,13 @@ def _documents() -> list[dict]:
     # fields.yml fully declares, so a schema slip elsewhere cannot show up as a dead letter.
     base = [d for d in all_documents() if not undeclared(d)]
     out = []
-    for r in range(ROUNDS):
-        for d in base:
+    r = 0
+    while len(out) < TOTAL:
+        for d in base[:TOTAL - len(out)]:
             d = json.loads(json.dumps(d))
             d["event"]["id"] = f"{d['event']['id']}-r{r}"
             out.append(d)
+        r += 1
     return out
 
 

@@ -1,5 +1,5 @@
 """Documents for the output tests: what the project's pipeline (with the built-in rules) makes
-of the captures in pcaps/, each with its keys file, plus one hand-made alert shaped after
+of the captures in pcaps/ (each with its keys file) and ../shared/corpus (published PSKs), plus one hand-made alert shaped after
 ../shared/EVENTS.md "Alerts" with addresses no capture uses (203.0.113.0/24)."""
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# PSK identities of the corpus captures whose keys ../shared/corpus/MANIFEST.md publishes.
+CORPUS_IDENTITIES = {
+    "golioth_basics_psk.pcapng": b"20230614151602-linux@blush-unexpected-fox",
+    "golioth_ota_download.pcapng": b"20230614151602-linux@blush-unexpected-fox",
+    "dtls12-aes128ccm8.DERIVED-from-dsb.pcap": b"test",
+}
+
+
 @functools.lru_cache(maxsize=1)
 def pipeline_documents() -> tuple[dict, ...]:
+    """pcaps/*.pcap with their keys files, then the corpus captures with their published PSKs."""
+    from captures import CORPUS_PSK, corpus_captures
     from monitor import keys
     from monitor.analyze import collect
     from monitor.pipeline import PipelineConfig
@@ -20,8 +30,15 @@ def pipeline_documents() -> tuple[dict, ...]:
     for capture in sorted(glob.glob(os.path.join(ROOT, "pcaps", "*.pcap"))):
         keys_path = capture[: -len(".pcap")] + ".keys.yaml"
         keystore = keys.load(keys_path) if os.path.exists(keys_path) else keys.KeyStore()
-        config = PipelineConfig(keys=keystore, rules=_rules())
-        out, _ = collect([capture], config)
+        out, _ = collect([capture], PipelineConfig(keys=keystore, rules=_rules()))
+        docs.extend(out)
+    for capture in corpus_captures():
+        keystore = keys.KeyStore()
+        name = os.path.basename(capture)
+        if name in CORPUS_IDENTITIES:
+            ident = CORPUS_IDENTITIES[name]
+            keystore.psks[ident] = keys.Psk(ident, bytes.fromhex(CORPUS_PSK[name]))
+        out, _ = collect([capture], PipelineConfig(keys=keystore, rules=_rules()))
         docs.extend(out)
     return tuple(docs)
 

@@ -104,6 +104,10 @@ class DtlsTracker:
 
     # ------------------------------------------------------------------ public interface
 
+    def __len__(self) -> int:
+        """Sessions held (for the sensor's state sizes)."""
+        return len(self._flows)
+
     def feed(self, dgram: Datagram) -> DtlsResult:
         res = DtlsResult()
         self.stats["datagrams"] += 1

@@ -96,7 +96,7 @@ class FlowState:
         self.client: Address | None = None
         self.pending: OrderedDict[tuple[Address, bytes], Exchange] = OrderedDict()
         self.pending_mid: dict[tuple[Address, int], Exchange] = {}
-        self.seen: OrderedDict[tuple[Address, int, int], int] = OrderedDict()  # (sender, mid, type) -> ts
+        self.seen: OrderedDict[tuple[bool, int, int], int] = OrderedDict()  # (sender is a, mid, type) -> ts
         self.observations: OrderedDict[tuple[Address, bytes], Exchange] = OrderedDict()
         self.notification_mids: OrderedDict[tuple[Address, int], tuple[Address, bytes]] = OrderedDict()
         self.block1: dict[tuple, _Assembly] = {}
@@ -126,7 +126,7 @@ class ExchangeMatcher:
     """Feed CoAP messages of one direction at a time; get back completed exchanges."""
 
     def __init__(self, *, max_pending_per_flow: int = 4096, max_observations_per_flow: int = 1024,
-                 max_dedup_per_flow: int = 8192):
+                 max_dedup_per_flow: int = 512):
         self.stats = MatcherStats()
         self.max_pending = max_pending_per_flow
         self.max_observations = max_observations_per_flow
@@ -134,18 +134,23 @@ class ExchangeMatcher:
 
     # --- messaging layer ----------------------------------------------------------------
     def _duplicate(self, flow: FlowState, msg: coap.Message, dgram: Datagram) -> bool:
-        if msg.type not in (coap.CON, coap.NON, coap.ACK, coap.RST):
-            return False
-        key = (dgram.src, msg.mid, msg.type)
-        seen = flow.seen
+        """Same sender, MID and type within EXCHANGE_LIFETIME: a retransmission (RFC 7252 §4.5).
+        The table holds at most `max_dedup` recent messages per flow and forgets old ones."""
         ts = dgram.ts_ns
+        key = (dgram.src_port == flow.a[1] and dgram.src_ip == flow.a[0], msg.mid, msg.type)
+        seen = flow.seen
         prev = seen.get(key)
         if prev is not None and ts - prev <= EXCHANGE_LIFETIME_NS:
-            # NON notifications may legitimately reuse MIDs only after the lifetime.
             return True
+        if prev is not None:
+            del seen[key]                          # re-insert at the end: insertion order = time order
         seen[key] = ts
         if len(seen) > self.max_dedup:
             seen.popitem(last=False)
+        else:
+            oldest = next(iter(seen.values()))
+            if ts - oldest > EXCHANGE_LIFETIME_NS:
+                seen.popitem(last=False)
         return False
 
     def feed(self, flow: FlowState, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> list[Exchange]:

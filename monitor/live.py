@@ -401,6 +401,8 @@ class LiveSensor:
                 batch = self.queue.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 batch = None
+                # a quiet link: let packet time advance so unanswered requests still expire
+                pending.extend(pipeline.tick(time.time_ns()))
             if batch and self._stop_reason == "count":
                 batch = None             # the count is reached: later datagrams are not ours
             if batch:
@@ -511,27 +513,4 @@ def swap_config(pipeline, config) -> list[dict]:
     those documents. DTLS sessions already keyed keep their keys; new handshakes use the new
     file.
     """
-    old_keys = pipeline.keys
-    keys = config.keys
-    for psk in old_keys.psks.values():
-        if psk.source == "harvested":
-            keys.add_harvested_psk(psk.identity, psk.key)
-    for ctx in old_keys.oscore:
-        if ctx.source == "harvested":
-            keys.add_harvested_oscore(ctx)
-    tail: list[dict] = []
-    old_rules = pipeline.config.rules
-    if old_rules is not None:
-        tail = old_rules.close()
-        pipeline.stats.alerts += len(tail)
-        pipeline.stats.documents += len(tail)
-    config.max_flows = pipeline.config.max_flows
-    config.coap_ports = pipeline.config.coap_ports
-    config.harvest = pipeline.config.harvest
-    pipeline.config = config
-    pipeline.keys = keys
-    pipeline.dtls.keys = keys
-    pipeline.oscore.reload(keys)
-    if config.objects is not None:
-        pipeline._model = config.objects
-    return tail
+    return pipeline.reconfigure(config)

@@ -203,6 +203,10 @@ class OscoreTracker:
         return ctx
 
     # --- per message -------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Security contexts held (for the sensor's state sizes)."""
+        return len(self._contexts)
+
     def unprotect(self, dgram: Datagram, msg: coap.Message, from_client: bool | None) -> OscoreResult:
         self.stats["messages"] += 1
         value = msg.oscore

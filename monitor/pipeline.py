@@ -27,6 +27,9 @@ SWEEP_EVERY_NS = 10 * 1_000_000_000
 ANOMALY_DOCS_PER_REASON = 5          # per flow; the rest are counted (rate limit)
 MAX_INLINE_OPAQUE = 256              # bytes of an opaque value shown as hex; larger ones hashed
 VALUE_CACHE_SIZE = 8192
+MAX_ENDPOINT_SUMMARIES = 100_000
+OTHER_ENDPOINTS = "(other endpoints)"
+MAX_ANOMALY_KEYS = 65_536
 # Operations whose payload provisions Security (0) / OSCORE (21) instances in clear.
 HARVEST_ACTIONS = frozenset({"bootstrap-write", "bootstrap-pack-request", "write", "create"})
 VALUE_CACHE_MAX_BODY = 512
@@ -70,7 +73,7 @@ class PipelineConfig:
     keys: KeyStore = field(default_factory=KeyStore)
     objects: object | None = None           # monitor.objects.ObjectModel
     rules: object | None = None             # monitor.rule_engine.RuleEngine
-    max_flows: int = 200_000
+    max_flows: int = 65_536
     # Ports where every non-DTLS datagram is taken as CoAP (failures are reported anomalies);
     # elsewhere CoAP is recognised by content and non-CoAP UDP is ignored silently.
     coap_ports: frozenset[int] = frozenset({5683, 5685, 5783})
@@ -90,7 +93,7 @@ class Pipeline:
         self.registry = Registry()
         self.flows: OrderedDict[tuple[Address, Address], FlowState] = OrderedDict()
         self.endpoint_stats: dict[str, Counter] = {}
-        self._anomaly_counts: Counter = Counter()
+        self._anomaly_counts: OrderedDict[tuple, int] = OrderedDict()
         self._next_sweep = 0
         self._evicted: list[dict] = []
         self._coap_ports = self.config.coap_ports
@@ -210,6 +213,57 @@ class Pipeline:
             flow = self.flows.pop(key)
             for ex in self.matcher.drain(flow):
                 self._emit(flow, ex, out)
+        self.registry.sweep(now)
+
+    def tick(self, now_ns: int) -> list[dict]:
+        """Time passes with no packet (live, quiet link): expire what is due, emit what it held."""
+        out: list[dict] = []
+        if now_ns >= self._next_sweep:
+            self._sweep(now_ns, out)
+            self._next_sweep = now_ns + SWEEP_EVERY_NS
+        return self._finish(out)
+
+    def reconfigure(self, config: PipelineConfig) -> list[dict]:
+        """New keys, objects and rules (SIGHUP) without losing state: keys harvested from the
+        wire so far are kept; the old rule engine's pending folded alerts are returned."""
+        old = self.keys
+        keys = config.keys
+        for psk in old.psks.values():
+            if psk.source == "harvested":
+                keys.add_harvested_psk(psk.identity, psk.key)
+        for ctx in old.oscore:
+            if ctx.source == "harvested":
+                keys.add_harvested_oscore(ctx)
+        tail: list[dict] = []
+        if self.config.rules is not None:
+            tail = self.config.rules.close()
+            self.stats.alerts += len(tail)
+            self.stats.documents += len(tail)
+        config.max_flows = self.config.max_flows
+        config.coap_ports, config.coaps_ports = self.config.coap_ports, self.config.coaps_ports
+        config.harvest = self.config.harvest
+        self.config = config
+        self.keys = keys
+        self.dtls.keys = keys
+        self.oscore.reload(keys)
+        if config.objects is not None:
+            self._model = config.objects
+            self._value_cache.clear()
+        return tail
+
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of the bounded tables and their eviction counters (monitor.stats)."""
+        reg = self.registry
+        return {
+            "flows": len(self.flows), "flows_evicted": self.stats.flows_evicted,
+            "pending_requests": sum(len(f.pending) for f in self.flows.values()),
+            "registrations": len(reg.by_client), "registrations_expired": reg.stats.expired,
+            "registrations_evicted": reg.stats.evicted,
+            "dtls_sessions": len(self.dtls), "dtls_evictions": self.dtls.stats.get("evictions", 0),
+            "oscore_contexts": len(self.oscore),
+            "oscore_context_evictions": self.oscore.stats.get("context_evictions", 0),
+            "endpoints": len(self.endpoint_stats), "anomaly_keys": len(self._anomaly_counts),
+        }
 
     # --- CoAP ---------------------------------------------------------------------------
     def _coap(self, dgram: Datagram, data: bytes, carrier: Carrier, out: list[dict]) -> None:
@@ -264,8 +318,11 @@ class Pipeline:
         self.stats.decode_errors[reason] += 1
         a, b = dgram.src, dgram.dst
         key = ((a, b) if a <= b else (b, a), reason)
-        n = self._anomaly_counts[key] + 1
-        self._anomaly_counts[key] = n
+        counts = self._anomaly_counts
+        n = counts.get(key, 0) + 1
+        counts[key] = n
+        if len(counts) > MAX_ANOMALY_KEYS:
+            counts.popitem(last=False)               # oldest flow/reason forgets its rate limit
         if n <= ANOMALY_DOCS_PER_REASON or n % 1000 == 0:
             out.append(events.anomaly_document(dgram=dgram, reason=reason, detail=detail, count=n))
 
@@ -320,7 +377,11 @@ class Pipeline:
         ep = facts.endpoint or "(unknown)"
         counts = self.endpoint_stats.get(ep)
         if counts is None:
-            counts = self.endpoint_stats[ep] = Counter()
+            if len(self.endpoint_stats) >= MAX_ENDPOINT_SUMMARIES:
+                ep = OTHER_ENDPOINTS                 # the summary is bounded; events are not
+                counts = self.endpoint_stats.get(ep)
+            if counts is None:
+                counts = self.endpoint_stats[ep] = Counter()
         counts[action] += 1
         if facts.outcome == "failure":
             counts["_errors"] += 1

@@ -5,6 +5,7 @@ packet time) and follows the client when an update arrives from a new address (N
 """
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ class RegistryStats:
 
 
 class Registry:
-    def __init__(self, max_registrations: int = 1_000_000):
+    def __init__(self, max_registrations: int = 200_000):
         self.by_client: OrderedDict[Address, Registration] = OrderedDict()
         self.by_location: dict[tuple[Address, str], Registration] = {}
         self.bootstrap: OrderedDict[Address, tuple[str, Address]] = OrderedDict()  # client -> (ep, bs server)
@@ -60,6 +61,17 @@ class Registry:
             self.stats.expired += 1
             return None
         return reg
+
+    def sweep(self, now_ns: int, budget: int = 2048) -> int:
+        """Drop expired registrations, oldest-updated first (by_client is kept in update order)."""
+        dropped = 0
+        for reg in list(itertools.islice(self.by_client.values(), budget)):
+            if now_ns <= reg.expires_ns():
+                break
+            self._remove(reg)
+            self.stats.expired += 1
+            dropped += 1
+        return dropped
 
     def bootstrap_endpoint(self, client: Address) -> str | None:
         entry = self.bootstrap.get(client)

@@ -61,21 +61,7 @@ class SensorStats:
 
 def state_sizes(pipeline) -> dict[str, int]:
     """Sizes of the pipeline's bounded tables and their eviction counters."""
-    dtls, oscore, registry = pipeline.dtls, pipeline.oscore, pipeline.registry
-    return {
-        "flows": len(pipeline.flows),
-        "flows_evicted": pipeline.stats.flows_evicted,
-        "pending_requests": sum(len(f.pending) for f in pipeline.flows.values()),
-        "registrations": len(registry.by_client),
-        "registrations_expired": registry.stats.expired,
-        "registrations_evicted": registry.stats.evicted,
-        "dtls_sessions": len(dtls._flows),
-        "dtls_evictions": dtls.stats.get("evictions", 0),
-        "oscore_contexts": len(oscore._contexts),
-        "oscore_context_evictions": oscore.stats.get("context_evictions", 0),
-        "endpoints": len(pipeline.endpoint_stats),
-        "anomaly_keys": len(pipeline._anomaly_counts),
-    }
+    return pipeline.state_sizes()
 
 
 def stats_document(s: SensorStats, *, ts_ns: int, hostname: str, seq: int, final: bool) -> dict:

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NDJSON output file (default: ./<first capture name>.events.ndjson)")
     a.add_argument("--format", choices=["ndjson", "parquet", "csv"], default="ndjson",
                    help="format of --out (parquet/csv through pandas)")
-    a.add_argument("--es", metavar="URL", help="also index into Elasticsearch at URL")
+    add_es_options(a)
     a.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
     a.add_argument("--workers", type=int, default=1, metavar="N",
                    help="analyse on N processes, sharded by client IP address (see monitor/sharding.py)")
@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.add_subcommands(sub)
     return parser
+
+
+def add_es_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Elasticsearch (also from LWM2M_ES_URL, _API_KEY, _USER, _PASSWORD, _CA)")
+    g.add_argument("--es", metavar="URL", help="also index into Elasticsearch at URL")
+    g.add_argument("--es-api-key", metavar="KEY", help="API key (prefer LWM2M_ES_API_KEY)")
+    g.add_argument("--es-user", metavar="USER", help="user for basic auth (password in LWM2M_ES_PASSWORD)")
+    g.add_argument("--es-ca", metavar="FILE", help="CA certificate file for https")
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -123,9 +131,11 @@ def open_sinks(args, default_out: str):
         sinks.append(NdjsonSink(out))
     else:
         sinks.append(TableSink(out, args.format))
-    if getattr(args, "es", None):
+    if getattr(args, "es", None) or os.environ.get("LWM2M_ES_URL"):
         from .es_sink import EsConfig, EsSink
-        sinks.append(EsSink(EsConfig.from_env_and_args(url=args.es)))
+        sinks.append(EsSink(EsConfig.from_env_and_args(
+            url=args.es, api_key=getattr(args, "es_api_key", None), user=getattr(args, "es_user", None),
+            ca=getattr(args, "es_ca", None))))
     return sinks, out
 
 
@@ -148,6 +158,8 @@ def cmd_analyze(args) -> int:
         sinks, out = open_sinks(args, f"{stem}.{ext}")
     except OSError as exc:
         return fail(EXIT_OUTPUT, f"{args.out}: cannot write output ({exc.strerror})")
+    except ValueError as exc:                        # EsConfigError: a bad URL or auth option
+        return fail(EXIT_CONFIG, str(exc))
     progress = TerminalProgress(args.pcaps)
     try:
         if args.workers > 1:

@@ -10,7 +10,7 @@ import argparse
 import os
 
 from .cli import (EPILOG, EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
-                  add_pipeline_options, build_config, config_errors, fail)
+                  add_es_options, add_pipeline_options, build_config, config_errors, fail)
 
 # Options a --sensor-config file may set: dest -> type check. `interface` and `rules` are lists.
 _FILE_OPTIONS = {
@@ -50,7 +50,7 @@ def add_subcommands(sub) -> None:
     add_pipeline_options(p)
     p.add_argument("--out", metavar="PATH", help="NDJSON output (default: standard output)")
     p.add_argument("--rotate-mb", type=float, metavar="MIB", help="rotate the NDJSON output at this size")
-    p.add_argument("--es", metavar="URL", help="also index into Elasticsearch at URL")
+    add_es_options(p)
     p.add_argument("--sensor-config", metavar="FILE",
                    help="YAML file with any of these options (the command line wins)")
     p.set_defaults(func=cmd_live)

@@ -53,7 +53,10 @@ class Sink(Protocol):
 def dumps(doc: dict) -> str:
     """The one NDJSON encoding: stable key order, compact, UTF-8 kept as is (orjson: the
     encoder is a large share of the per-document cost)."""
-    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:       # an integer beyond 64 bits (a CBOR bignum): the stdlib keeps every digit
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class NdjsonSink:

@@ -130,3 +130,9 @@ def test_table_column_with_mixed_scalar_types_is_json_encoded(tmp_path):
     sink.close()
     df = pd.read_parquet(tmp_path / "m.parquet")
     assert [None if c is None or c != c else json.loads(c) for c in df["x.v"]] == [5, "five", 5.5, True, None]
+
+
+def test_ndjson_keeps_integers_beyond_64_bits(tmp_path):
+    doc = {"event": {"id": "big"}, "lwm2m": {"values": [{"path": "/3/0/13", "type": "integer", "value": 2**70}]}}
+    _write_ndjson(tmp_path / "big.ndjson", [doc])
+    assert json.loads((tmp_path / "big.ndjson").read_text()) == doc

@@ -292,3 +292,30 @@ def test_api_key_is_sent_and_never_shown(es_node, es_config):
     assert (report.sent, report.spooled_remaining) == (0, 5)
     assert any("HTTP 401" in e for e in report.errors), report.errors
     assert not any(key in e or "bogus-api-key-secret" in e for e in report.errors)
+
+
+def test_node_refusing_writes_then_accepting_again(es_node, es_config):
+    """A live node that refuses a batch (index write block: 403 per document) is a transient
+    failure: retried, spooled, and replayed in order once the block is lifted."""
+    config = es_config(batch_docs=20, flush_seconds=0.0, max_retries=1, backoff_initial=0.05,
+                       probe_seconds=0.2)
+    docs = _declared_documents()[:120]
+    sink = EsSink(config)
+    sink.write(docs[:20])
+    assert _wait_for(lambda: sink.sent == 20)
+    index = "logs-*-" + config.namespace
+    blocked = es_node.request("PUT", f"/{index}/_settings", {"index.blocks.write": True})
+    assert blocked.get("acknowledged"), blocked
+    try:
+        sink.write(docs[20:60])
+        assert _wait_for(lambda: sink.spool.pending >= 20), sink.errors
+        assert any("403" in e for e in sink.errors), sink.errors
+    finally:
+        es_node.request("PUT", f"/{index}/_settings", {"index.blocks.write": None})
+    sink.write(docs[60:])
+    report = sink.close()
+    assert (report.dead_lettered, report.spooled_remaining) == (0, 0)
+    assert report.sent == len(docs) and report.retries > 0
+    es_node.request("POST", f"/{index}/_refresh")
+    assert sorted(h["_id"] for h in _all_hits(es_node, config.namespace, {"match_all": {}})) \
+        == sorted(d["event"]["id"] for d in docs)

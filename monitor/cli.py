@@ -124,18 +124,19 @@ def config_errors():
 
 
 def open_sinks(args, default_out: str):
+    """Every sink the options ask for; Elasticsearch options are checked before any file opens."""
     from .sinks import NdjsonSink, TableSink
-    sinks = []
-    out = args.out or default_out
-    if args.format == "ndjson":
-        sinks.append(NdjsonSink(out))
-    else:
-        sinks.append(TableSink(out, args.format))
+    es_config = None
     if getattr(args, "es", None) or os.environ.get("LWM2M_ES_URL"):
-        from .es_sink import EsConfig, EsSink
-        sinks.append(EsSink(EsConfig.from_env_and_args(
+        from .es_sink import EsConfig
+        es_config = EsConfig.from_env_and_args(
             url=args.es, api_key=getattr(args, "es_api_key", None), user=getattr(args, "es_user", None),
-            ca=getattr(args, "es_ca", None))))
+            ca=getattr(args, "es_ca", None))
+    out = args.out or default_out
+    sinks = [NdjsonSink(out) if args.format == "ndjson" else TableSink(out, args.format)]
+    if es_config is not None:
+        from .es_sink import EsSink
+        sinks.append(EsSink(es_config))
     return sinks, out
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_pipeline import monitor_argv  # noqa: E402
-from measure import print_rows, row, run  # noqa: E402
+from bench_pipeline import _runs_note, monitor_argv  # noqa: E402
+from measure import best, print_rows, row, run_interleaved  # noqa: E402
 
 CACHE = HERE / ".cache"
 NAME = "DTLS-PSK decryption"
@@ -45,30 +45,36 @@ def capture(packets: int, clients: int) -> tuple[Path, Path, dict]:
         return pcap, keys, json.load(f)
 
 
-def bench(packets: int, clients: int, workers: list[int], out_dir: str = "/tmp") -> list[dict]:
+def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_dir: str = "/tmp") -> list[dict]:
     pcap, keys, meta = capture(packets, clients)
     expected = meta["app_records"]
     with open(pcap, "rb") as f:
         while f.read(1 << 22):
             pass
-    rows = []
-    ts = run("tshark -o dtls.psk -T fields -e coap.code",
-             ["tshark", "-r", str(pcap), "-o", f"dtls.psk:{meta['psk_hex']}", "-T", "fields", "-e", "coap.code"],
-             capture=True)
-    got = sum(1 for line in ts.stdout.splitlines() if line.strip())
-    rows.append(row(NAME, ts, got, "records", None, _note(got, expected, meta)))
+    commands = [("tshark -o dtls.psk -T fields -e coap.code",
+                 ["tshark", "-r", str(pcap), "-o", f"dtls.psk:{meta['psk_hex']}", "-T", "fields", "-e", "coap.code"],
+                 True)]
     for w in workers:
         out = os.path.join(out_dir, f"bench-dtls-w{w}.ndjson")
         argv = monitor_argv() + ["analyze", str(pcap), "--keys", str(keys), "--out", out] + \
             (["--workers", str(w)] if w > 1 else [])
-        m = run("lwm2m-monitor analyze --keys" + (f" --workers {w}" if w > 1 else ""), argv, capture=True)
-        os.unlink(out)
-        summary = m.stdout.decode()
+        commands.append(("lwm2m-monitor analyze --keys" + (f" --workers {w}" if w > 1 else ""), argv, True))
+    runs = run_interleaved(commands, repeat)
+    ts = best(runs[0])
+    got = sum(1 for line in ts.stdout.splitlines() if line.strip())
+    rows = [row(NAME, ts, got, "records", None, _note(got, expected, meta) + _runs_note(runs[0]))]
+    for m in runs[1:]:
+        fastest = best(m)
+        summary = fastest.stdout.decode()
         found = re.search(r"coap messages ([\d,]+)", summary)
         got = int(found.group(1).replace(",", "")) if found else 0
         docs = re.search(r"documents ([\d,]+)", summary)
-        rows.append(row(NAME, m, got, "records", ts,
-                        _note(got, expected, meta) + (f", {docs.group(1)} documents" if docs else "")))
+        rows.append(row(NAME, fastest, got, "records", ts, _note(got, expected, meta)
+                        + (f", {docs.group(1)} documents" if docs else "") + _runs_note(m)))
+    for w in workers:
+        path = os.path.join(out_dir, f"bench-dtls-w{w}.ndjson")
+        if os.path.exists(path):
+            os.unlink(path)
     return rows
 
 
@@ -77,13 +83,15 @@ def _note(got: int, expected: int, meta: dict) -> str:
     return f"{status} ({meta['packets']:,} packets, {meta['handshakes']:,} sessions)"
 
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=120_000)
     ap.add_argument("--clients", type=int, default=2_000)
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each command, interleaved; the fastest is shown")
     args = ap.parse_args()
-    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")]))
+    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")], args.repeat))
 
 
 if __name__ == "__main__":

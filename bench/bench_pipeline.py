@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from measure import print_rows, row, run  # noqa: E402
+from measure import best, print_rows, row, run_interleaved  # noqa: E402
 
 CACHE = HERE / ".cache"
 NAME = "plain LwM2M"
@@ -59,25 +59,35 @@ def count_packets(pcap: Path) -> int:
     return n
 
 
-def bench(packets: int, clients: int, workers: list[int], out_dir: str = "/tmp") -> list[dict]:
+def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_dir: str = "/tmp") -> list[dict]:
     pcap = capture(packets, clients)
     n = count_packets(pcap)
     with open(pcap, "rb") as f:                       # warm the page cache for both tools alike
         while f.read(1 << 22):
             pass
-    rows = []
     fields = [a for f in TSHARK_FIELDS for a in ("-e", f)]
-    ts = run("tshark -T fields", ["tshark", "-r", str(pcap), "-T", "fields", *fields])
-    rows.append(row(NAME, ts, n, "packets"))
+    commands = [("tshark -T fields", ["tshark", "-r", str(pcap), "-T", "fields", *fields], False)]
+    outs = []
     for w in workers:
         out = os.path.join(out_dir, f"bench-pipeline-w{w}.ndjson")
+        outs.append(out)
         argv = monitor_argv() + ["analyze", str(pcap), "--out", out, "-q"] + (["--workers", str(w)] if w > 1 else [])
-        m = run("lwm2m-monitor analyze" + (f" --workers {w}" if w > 1 else ""), argv)
+        commands.append(("lwm2m-monitor analyze" + (f" --workers {w}" if w > 1 else ""), argv, False))
+    runs = run_interleaved(commands, repeat)
+    ts = best(runs[0])
+    rows = [row(NAME, ts, n, "packets", note=_runs_note(runs[0]).lstrip("; "))]
+    for out, m in zip(outs, runs[1:]):
         with open(out, "rb") as f:
             docs = sum(1 for _ in f)
         os.unlink(out)
-        rows.append(row(NAME, m, n, "packets", ts, f"{docs:,} documents"))
+        rows.append(row(NAME, best(m), n, "packets", ts, f"{docs:,} documents" + _runs_note(m)))
     return rows
+
+
+def _runs_note(runs) -> str:
+    if len(runs) == 1:
+        return ""
+    return f"; best of {len(runs)}: " + "/".join(f"{m.seconds:.1f}" for m in runs) + " s"
 
 
 def main() -> None:
@@ -85,8 +95,9 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--clients", type=int, default=10_000)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to run (default 1,2)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each command, interleaved; the fastest is shown")
     args = ap.parse_args()
-    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")]))
+    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")], args.repeat))
 
 
 if __name__ == "__main__":

@@ -116,3 +116,22 @@ def print_rows(rows: list[dict]) -> None:
         print(f"{r['benchmark']:<24} {r['tool']:<40} {r['items']:>9,} {r['unit']:<8} {r['seconds']:>7.2f} "
               f"{r['rate']:>8,.0f} {r['cpu_rate']:>9,.0f} {r['max_rss_mb']:>9.1f} {r['tree_pss_mb']:>10.1f} "
               f"{sx:>6} {mx:>6} {r['load']:>4.1f}  {r['note']}")
+
+
+def best(runs: list[Measurement]) -> Measurement:
+    """Of repeated runs of one command: the fastest run's times (the one least disturbed by other
+    work on the machine) with the highest memory peaks seen in any run (conservative)."""
+    from dataclasses import replace
+    fastest = min(runs, key=lambda m: m.seconds)
+    return replace(fastest, max_rss_mb=max(m.max_rss_mb for m in runs),
+                   tree_pss_mb=max(m.tree_pss_mb for m in runs))
+
+
+def run_interleaved(commands: list[tuple[str, list[str], bool]], repeat: int) -> list[list[Measurement]]:
+    """Each (name, argv, capture_stdout) `repeat` times, round-robin, so that a burst of other
+    load on the machine hits all the tools alike; the runs of each command, in order."""
+    runs: list[list[Measurement]] = [[] for _ in commands]
+    for _ in range(repeat):
+        for i, (name, argv, capture) in enumerate(commands):
+            runs[i].append(run(name, argv, capture=capture))
+    return runs

@@ -1,6 +1,6 @@
 """Every benchmark, one table (what `make bench` runs). See bench/README.md for what each figure means.
 
-    python bench/run.py [--quick] [--workers 1,2] [--only pipeline,dtls,oscore]
+    python bench/run.py [--quick] [--repeat N] [--workers 1,2] [--only pipeline,dtls,oscore]
 
 --quick: 100,000 plain packets instead of 1,000,000 and 20,000 DTLS packets instead of 120,000
 (the figures of the README come from the full run). Generated captures are cached in
@@ -34,6 +34,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller captures (a few minutes less)")
     ap.add_argument("--workers", default="1,2", help="worker counts for lwm2m-monitor (default 1,2)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each command, interleaved round-robin; the fastest is shown (default 1)")
     ap.add_argument("--only", default="pipeline,dtls,oscore", help="subset of benchmarks to run")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -42,10 +44,10 @@ def main() -> None:
     rows: list[dict] = []
     if "pipeline" in only:
         packets, clients = (100_000, 2_000) if args.quick else (1_000_000, 10_000)
-        rows += bench_pipeline.bench(packets, clients, workers)
+        rows += bench_pipeline.bench(packets, clients, workers, args.repeat)
     if "dtls" in only:
         packets, clients = (20_000, 400) if args.quick else (120_000, 2_000)
-        rows += bench_dtls_vs_tshark.bench(packets, clients, workers)
+        rows += bench_dtls_vs_tshark.bench(packets, clients, workers, args.repeat)
     if rows:
         print()
         print_rows(rows)

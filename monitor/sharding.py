@@ -145,6 +145,8 @@ def _worker_main(index: int, workers: int, paths: list[str], config: PipelineCon
         _work(result, workers, paths, config, part, progress)
     except CaptureError as exc:
         result.error, result.capture_error = str(exc), True
+    except KeyboardInterrupt:            # Ctrl-C reaches the whole group: the parent reports it
+        os._exit(130)
     except Exception as exc:             # reported by the parent as one line; no traceback
         result.error = f"analysis worker {index}: {type(exc).__name__}: {exc}"
     result.max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -3,7 +3,6 @@ retransmitted and duplicated datagrams, a client changing address (RFC 9146 CID)
 picked up mid-way, bounded tables, DTLS 1.3 records, truncated datagrams."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -73,7 +72,7 @@ def test_unfinished_handshake_emitted_at_close_and_on_eviction():
     t = DtlsTracker(ws_keys(), max_sessions=1)
     for d in WS[:3]:
         t.feed(d)
-    other = dataclasses.replace(WS[0], src_port=40000, frame=100)
+    other = WS[0]._replace(src_port=40000, frame=100)
     res = t.feed(other)
     (evicted,) = res.documents
     assert evicted["event"]["outcome"] == "unknown" and evicted["dtls"]["history"] == "CvC"
@@ -102,9 +101,9 @@ def test_documents_are_deterministic_and_session_fields():
 
 def test_truncated_and_dtls13_datagrams_are_named_not_fatal():
     t = DtlsTracker(ws_keys())
-    cut = dataclasses.replace(WS[2], payload=WS[2].payload[:40])
+    cut = WS[2]._replace(payload=WS[2].payload[:40])
     assert "dtls.record_truncated" in t.feed(cut).anomalies
-    unified = dataclasses.replace(WS[8], payload=bytes([0b00101100]) + b"\x00\x07\x00\x03abc")
+    unified = WS[8]._replace(payload=bytes([0b00101100]) + b"\x00\x07\x00\x03abc")
     assert "dtls.dtls13_record" in t.feed(unified).anomalies
     plain, _, _ = feed_all(t, WS)
     assert len(plain) == 4 and t.stats["truncated"] == 1 and t.stats["dtls13_records"] == 1
@@ -119,9 +118,9 @@ def test_cid_session_survives_client_address_change():
     for d in dgrams:
         if d.frame > 8:        # after registration the client's NAT binding changes
             if d.src_port == client_port:
-                d = dataclasses.replace(d, src_ip="10.9.8.7", src_port=61000)
+                d = d._replace(src_ip="10.9.8.7", src_port=61000)
             elif d.dst_port == client_port:
-                d = dataclasses.replace(d, dst_ip="10.9.8.7", dst_port=61000)
+                d = d._replace(dst_ip="10.9.8.7", dst_port=61000)
         moved.append(d)
     t = DtlsTracker(keys)
     plain, docs, anomalies = feed_all(t, moved)
@@ -149,7 +148,7 @@ def test_corrupted_datagram_never_crashes_nor_yields_garbage(which, pos, xor, tr
         i = pos % len(victim)
         payload = victim[:i] + bytes([victim[i] ^ xor]) + victim[i + 1:]
     dgrams = list(WS)
-    dgrams[which] = dataclasses.replace(WS[which], payload=payload)
+    dgrams[which] = WS[which]._replace(payload=payload)
     t = DtlsTracker(ws_keys())
     plain, docs, _ = feed_all(t, dgrams)
     assert set(plain) <= _GOOD

@@ -13,6 +13,7 @@ alerts. A rule's `severity_mapping` (Kibana's notion) raises the level when a fi
 """
 from __future__ import annotations
 
+import heapq
 import os
 import re
 from collections import deque
@@ -263,6 +264,8 @@ class RuleEngine:
                 self._by_dataset.setdefault(r.category, []).append(r)
         self._any = self._by_dataset.pop(None, [])
         self._folds: dict[tuple, _Fold] = {}
+        self._expiry: list[tuple[str, int, tuple]] = []   # heap of (window end, seq, fold key)
+        self._seq = 0
         self._next_expiry: str | None = None
         self._facts = self.config.facts
         self._tag_info = self.config.informational == "tag"
@@ -368,6 +371,7 @@ class RuleEngine:
         for key in sorted(self._folds, key=lambda k: (self._folds[k].first, k)):
             self._flush(self._folds[key], out)
         self._folds.clear()
+        self._expiry.clear()
         self._next_expiry = None
         for c in self.correlations:
             c.windows.clear()
@@ -409,10 +413,13 @@ class RuleEngine:
             self._flush(fold, out)
         out.append(alert_document(rule.info, level, doc, related_ids=[eid] if eid else [], group=group))
         if len(self._folds) >= MAX_GROUPS:
-            oldest = min(self._folds, key=lambda k: self._folds[k].window_end)
-            self._flush(self._folds.pop(oldest), out)
+            oldest = self._pop_due(None)
+            if oldest is not None:
+                self._flush(self._folds.pop(oldest), out)
         end = timestamp(ts_ns(now) + rule.fold_ns)
         self._folds[key] = _Fold(rule, level, end, now, now, doc, group)
+        self._seq += 1
+        heapq.heappush(self._expiry, (end, self._seq, key))
         if self._next_expiry is None or end < self._next_expiry:
             self._next_expiry = end
 
@@ -422,11 +429,24 @@ class RuleEngine:
                                       count=fold.count, first=fold.first, last=fold.last,
                                       group=fold.group, folded=True))
 
+    def _pop_due(self, now: str | None) -> tuple | None:
+        """Key of the fold whose window ends first (and by `now`, if given); stale heap
+        entries (folds already flushed or renewed) are skipped."""
+        heap = self._expiry
+        while heap and (now is None or heap[0][0] <= now):
+            end, _, key = heapq.heappop(heap)
+            fold = self._folds.get(key)
+            if fold is not None and fold.window_end == end:
+                return key
+        return None
+
     def _expire(self, now: str, out: list[dict]) -> None:
-        done = [k for k, f in self._folds.items() if f.window_end <= now]
+        done = []
+        while (key := self._pop_due(now)) is not None:
+            done.append(key)
         for k in sorted(done, key=lambda k: (self._folds[k].first, k)):
             self._flush(self._folds.pop(k), out)
-        self._next_expiry = min((f.window_end for f in self._folds.values()), default=None)
+        self._next_expiry = self._expiry[0][0] if self._expiry else None
 
     def _correlate(self, c: Correlation, doc: dict, out: list[dict]) -> None:
         key = tuple(_first(doc, g) for g in c.group_by)

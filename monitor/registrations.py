@@ -109,8 +109,8 @@ class Registry:
             self.by_location[(reg.server, reg.location)] = reg
         self.stats.registered += 1
         if len(self.by_client) > self.max:
-            _, evicted = self.by_client.popitem(last=False)
-            self._remove(evicted)
+            evicted = next(iter(self.by_client.values()))   # least recently registered/updated
+            self._remove(evicted)                             # drops its location and endpoint index too
             self.stats.evicted += 1
 
     def find_location(self, server: Address, location: str) -> Registration | None:

@@ -142,3 +142,13 @@ def test_coap_found_by_content_on_any_port_and_garbage_ignored():
     ops = r.close()
     assert [(d["event"]["action"], d["lwm2m"]["endpoint"]) for d in ops] == [("bootstrap-request", "ep-9")]
     assert r.p.stats.other_udp == 1 and not r.p.stats.decode_errors
+
+
+def test_registry_cap_evicts_every_index():
+    from monitor.registrations import Registration, Registry
+    reg = Registry(max_registrations=3)
+    for i in range(10):
+        reg.register(Registration(endpoint=f"ep-{i}", client=("10.0.0.1", 1000 + i), server=SERVER,
+                                  location=f"/rd/{i}", registered_ns=i, updated_ns=i))
+    assert len(reg.by_client) == 3 and len(reg.by_location) == 3 and len(reg.by_endpoint) == 3
+    assert reg.stats.evicted == 7

@@ -48,7 +48,7 @@ class CaptureStats:
     errors: list[str] = field(default_factory=list)
 
 
-class _AddressText:
+class AddressText:
     """Raw address bytes → `ipaddress` canonical text, computed once per address (bounded)."""
 
     MAX = 65536
@@ -75,7 +75,7 @@ def read_files(paths: list[str], stats: CaptureStats,
 
     Every file is opened now, so a missing one raises `CaptureError` before any output.
     """
-    names = _AddressText()
+    names = AddressText()
     opened: list[tuple[BinaryIO, bool]] = []
     try:
         for p in paths:
@@ -157,7 +157,7 @@ def _salvage(d, raw: bytes) -> Iterator[bytes]:
 
 
 def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
-               on_secrets: SecretsSink | None, names: _AddressText) -> Iterator[Datagram]:
+               on_secrets: SecretsSink | None, names: AddressText) -> Iterator[Datagram]:
     stats.files += 1
     reader = Reader()
     reasm = Reassembler()
@@ -225,7 +225,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
 
 
 def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassembler,
-              stats: CaptureStats, names: _AddressText) -> Datagram | None:
+              stats: CaptureStats, names: AddressText) -> Datagram | None:
     stats.ip_fragments += 1
     done = reasm.add(frag, ts_ns)
     if done is None:

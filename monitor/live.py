@@ -58,11 +58,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from ipaddress import ip_address
 from typing import Callable, TextIO
 
 from parsers.netlayers import Fragment, Udp, decode, transport
 
+from .capture import AddressText
 from .datagram import Datagram
 from .ip_reassembly import Reassembler
 from .pcap_ring import Ring
@@ -117,32 +117,23 @@ class RunLimits:
 class FrameDecoder:
     """Frames of one interface → datagrams, with the same counters as the file source."""
 
-    ADDRESS_CACHE = 65536
-
     def __init__(self, interface: str, linktype: int, stats: InterfaceStats):
         self.interface = interface
         self.linktype = linktype
         self.stats = stats
         self.reasm = Reassembler()
         self.frame = 0
-        self._names: dict[bytes, str] = {}
-
-    def _text(self, raw: bytes) -> str:
-        s = self._names.get(raw)
-        if s is None:
-            s = str(ip_address(raw))
-            if len(self._names) < self.ADDRESS_CACHE:
-                self._names[raw] = s
-        return s
+        self._names = AddressText()              # the same bounded cache as the file source
+        self._text = self._names.text
 
     def datagram(self, ts_ns: int, data: bytes, origlen: int) -> Datagram | None:
         self.frame += 1
         r = decode(self.linktype, data, origlen)
         if r.__class__ is Udp:
             src, sport, dst, dport, payload = r
-            names = self._names
-            return Datagram(ts_ns, names.get(src) or self._text(src), sport,
-                            names.get(dst) or self._text(dst), dport, payload,
+            cache = self._names.cache
+            return Datagram(ts_ns, cache.get(src) or self._text(src), sport,
+                            cache.get(dst) or self._text(dst), dport, payload,
                             self.frame, self.interface, True)
         st = self.stats
         if r.__class__ is Fragment:

@@ -152,22 +152,61 @@ def _value_matcher(value) -> Callable[[object], bool]:
     raise Unsupported(f"value type {type(value).__name__} is not supported")
 
 
-def _field_predicate(expr: ConditionFieldEqualsValueExpression) -> Predicate:
-    get = field_getter(expr.field)
-    value = expr.value
-    if isinstance(value, SigmaNull):
-        return lambda doc: not get(doc)
-    if isinstance(value, SigmaExists):
-        want = value.exists
-        return lambda doc: bool(get(doc)) is want
-    match = _value_matcher(value)
+def _any_value(dotted: str, match: Callable[[object], bool]) -> Predicate:
+    """`any(match(v) for v in field_getter(dotted)(doc))` without building the tuple: every
+    rule runs on every document, so the common case (nested dicts, scalar leaf) walks inline."""
+    parts = tuple(dotted.split("."))
+    slow = field_getter(dotted)
 
     def pred(doc: dict) -> bool:
-        for v in get(doc):
-            if match(v):
-                return True
-        return False
+        cur = doc
+        for p in parts:
+            if cur.__class__ is not dict:
+                if cur.__class__ is list:
+                    return any(match(v) for v in slow(doc))
+                return False
+            cur = cur.get(p)
+            if cur is None:
+                return False
+        if cur.__class__ is list:
+            return any(match(v) for v in cur)
+        return match(cur)
     return pred
+
+
+def _field_predicate(expr: ConditionFieldEqualsValueExpression) -> Predicate:
+    value = expr.value
+    if isinstance(value, SigmaNull):
+        get = field_getter(expr.field)
+        return lambda doc: not get(doc)
+    if isinstance(value, SigmaExists):
+        get = field_getter(expr.field)
+        want = value.exists
+        return lambda doc: bool(get(doc)) is want
+    return _any_value(expr.field, _value_matcher(value))
+
+
+def _plain_string(node) -> bool:
+    return isinstance(node, ConditionFieldEqualsValueExpression) and isinstance(node.value, SigmaString) \
+        and not node.value.contains_special()
+
+
+def _one_of_strings(nodes: list) -> Predicate | None:
+    """`field: [a, b, c]` (an OR of plain strings on one field) as one set lookup, same
+    semantics as OR-ing `_string_matcher`s; None when the OR is anything else."""
+    if len(nodes) < 2 or not all(_plain_string(n) for n in nodes) or len({n.field for n in nodes}) != 1:
+        return None
+    wants = frozenset(n.value.to_plain().casefold() for n in nodes)
+
+    def one_of(v) -> bool:
+        if isinstance(v, str):
+            return v.casefold() in wants
+        if isinstance(v, bool):
+            return ("true" if v else "false") in wants
+        if isinstance(v, (int, float)):
+            return str(v) in wants
+        return False
+    return _any_value(nodes[0].field, one_of)
 
 
 def _leaves(doc) -> list:
@@ -200,7 +239,7 @@ def compile_condition(node) -> Predicate:
     if isinstance(node, ConditionAND):
         return functools.reduce(_and, [compile_condition(a) for a in node.args])
     if isinstance(node, ConditionOR):
-        return functools.reduce(_or, [compile_condition(a) for a in node.args])
+        return _one_of_strings(node.args) or functools.reduce(_or, [compile_condition(a) for a in node.args])
     if isinstance(node, ConditionNOT):
         inner = compile_condition(node.args[0])
         return lambda doc: not inner(doc)

@@ -36,11 +36,15 @@ def ts_ns(iso: str) -> int:
     return (int(dt.timestamp()) * 1_000_000 + dt.microsecond) * 1000
 
 
+_LEAVES = frozenset((str, int, float, bool, type(None)))
+
+
 def _copy(value):
+    # leaves are copied inline: most values are scalars, and a call per scalar dominated
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: v if v.__class__ in _LEAVES else _copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [v if v.__class__ in _LEAVES else _copy(v) for v in value]
     return value
 
 

@@ -39,7 +39,8 @@ _COMMUNITY: dict[tuple, str] = {}
 
 def community_id(src: Address, dst: Address, proto: int = 17, seed: int = 0) -> str:
     """Community ID v1 flow hash (corelight/community-id-spec), ordered so both directions agree."""
-    key = (src, dst, proto, seed)
+    # the hash is the same both ways, so one cache entry serves both directions
+    key = (src, dst, proto, seed) if src <= dst else (dst, src, proto, seed)
     cid = _COMMUNITY.get(key)
     if cid is None:
         if len(_COMMUNITY) > 65536:

@@ -43,8 +43,16 @@ def lwm2m_path(segments: tuple[str, ...]) -> str | None:
     """`('3','0','13')` -> `/3/0/13`; None when the segments are not an object path."""
     if not segments or (len(segments) == 1 and segments[0] == ""):
         return "/"
-    if len(segments) > 4 or not all(s.isdigit() for s in segments):
+    if len(segments) > 4:
         return None
+    canonical = True                 # ASCII digits without leading zeros are already int text
+    for s in segments:
+        if not s.isdigit():
+            return None
+        if not s.isascii() or (s[0] == "0" and len(s) > 1):
+            canonical = False
+    if canonical:
+        return "/" + "/".join(segments)
     return "/" + "/".join(str(int(s)) for s in segments)
 
 

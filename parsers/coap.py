@@ -86,11 +86,14 @@ class Message:
     _cf: int | None = field(init=False, repr=False, compare=False, default=None)
     _observe: int | None = field(init=False, repr=False, compare=False, default=None)
     _accept: int | None = field(init=False, repr=False, compare=False, default=None)
+    _oscore: bytes | None = field(init=False, repr=False, compare=False, default=None)
+    _block1: bytes | None = field(init=False, repr=False, compare=False, default=None)
+    _block2: bytes | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         path: list[str] = []
         query: list[str] = []
-        cf = observe = accept = None
+        cf = observe = accept = oscore = block1 = block2 = None
         for n, v in self.options:
             if n == URI_PATH:
                 path.append(v.decode("utf-8", "replace"))
@@ -102,12 +105,21 @@ class Message:
                 observe = int.from_bytes(v, "big")
             elif n == ACCEPT and accept is None:
                 accept = int.from_bytes(v, "big")
+            elif n == OSCORE and oscore is None:
+                oscore = v
+            elif n == BLOCK2 and block2 is None:
+                block2 = v
+            elif n == BLOCK1 and block1 is None:
+                block1 = v
         setter = object.__setattr__
         setter(self, "_path", tuple(path))
         setter(self, "_query", tuple(query))
         setter(self, "_cf", cf)
         setter(self, "_observe", observe)
         setter(self, "_accept", accept)
+        setter(self, "_oscore", oscore)
+        setter(self, "_block1", block1)
+        setter(self, "_block2", block2)
 
     # --- codes -------------------------------------------------------------------------
     @property
@@ -178,15 +190,15 @@ class Message:
 
     @property
     def block1(self) -> Block | None:
-        return _block(self.option(BLOCK1))
+        return _block(self._block1)
 
     @property
     def block2(self) -> Block | None:
-        return _block(self.option(BLOCK2))
+        return _block(self._block2)
 
     @property
     def oscore(self) -> bytes | None:
-        return self.option(OSCORE)
+        return self._oscore
 
 
 def _block(value: bytes | None) -> Block | None:
@@ -232,8 +244,10 @@ def parse_options(data: bytes, pos: int) -> tuple[tuple[tuple[int, bytes], ...],
             return tuple(options), data[pos + 1:]
         pos += 1
         delta, length = byte >> 4, byte & 0x0F
-        delta, pos = _extended(data, pos, delta, "option delta")
-        length, pos = _extended(data, pos, length, "option length")
+        if delta > 12:                       # extended forms are rare: no call otherwise
+            delta, pos = _extended(data, pos, delta, "option delta")
+        if length > 12:
+            length, pos = _extended(data, pos, length, "option length")
         if pos + length > size:
             raise Truncated("option value")
         number += delta

@@ -143,6 +143,7 @@ def open_sinks(args, default_out: str):
 def cmd_analyze(args) -> int:
     from .analyze import TerminalProgress, analyze_files
     from .capture import CaptureError
+    from .gc_tuning import favour_throughput
     from .summary import print_summary
     for path in args.pcaps:
         if not os.path.isfile(path):
@@ -162,6 +163,7 @@ def cmd_analyze(args) -> int:
     except ValueError as exc:                        # EsConfigError: a bad URL or auth option
         return fail(EXIT_CONFIG, str(exc))
     progress = TerminalProgress(args.pcaps)
+    favour_throughput()
     try:
         if args.workers > 1:
             from .sharding import analyze_sharded

@@ -55,17 +55,23 @@ def _addr(doc: dict, key: str) -> tuple[str, int] | None:
     return None
 
 
-def _where(doc: dict) -> str:
-    c, s = _addr(doc, "client"), _addr(doc, "server")
+def _where(doc: dict, addrs: dict | None = None) -> str:
+    a = addrs if addrs is not None else _addresses(doc)
+    c, s = a["client"], a["server"]
     if c and s:
         return f"between client {c[0]}:{c[1]} and server {s[0]}:{s[1]}"
-    src, dst = _addr(doc, "source"), _addr(doc, "destination")
+    src, dst = a["source"], a["destination"]
     if src and dst:
         return f"from {src[0]}:{src[1]} to {dst[0]}:{dst[1]}"
     return "at an unknown address"
 
 
-def message(rule: RuleInfo, doc: dict, count: int = 1, group: str | None = None) -> str:
+def _addresses(doc: dict) -> dict[str, tuple[str, int] | None]:
+    return {k: _addr(doc, k) for k in ("client", "server", "source", "destination")}
+
+
+def message(rule: RuleInfo, doc: dict, count: int = 1, group: str | None = None,
+            addrs: dict | None = None) -> str:
     lw = doc.get("lwm2m") or {}
     ep = lw.get("endpoint")
     ident = (lw.get("identity") or {}).get("value")
@@ -80,21 +86,22 @@ def message(rule: RuleInfo, doc: dict, count: int = 1, group: str | None = None)
     detail = f" on {path}" if path and path != "/" else ""
     times = f" ({count} times)" if count > 1 else ""
     grp = f" [{group}]" if group else ""
-    return f"{what}{detail}{times}: {who}, {_where(doc)}{grp}."
+    return f"{what}{detail}{times}: {who}, {_where(doc, addrs)}{grp}."
 
 
 def alert_document(rule: RuleInfo, level: str, trigger: dict, *, related_ids: list[str],
                    count: int = 1, first: str | None = None, last: str | None = None,
                    group: str | None = None, folded: bool = False) -> dict:
     """One alert about `trigger` (the latest matching document when folded)."""
-    src = _addr(trigger, "source") or ("0.0.0.0", 0)
-    dst = _addr(trigger, "destination") or ("0.0.0.0", 0)
+    addrs = _addresses(trigger)              # read once: the message and related.ip use them too
+    src = addrs["source"] or ("0.0.0.0", 0)
+    dst = addrs["destination"] or ("0.0.0.0", 0)
     f = trigger.get("file")
     observer, live = (f["path"], False) if isinstance(f, dict) and "path" in f else (
         str(((trigger.get("observer") or {}).get("ingress") or {}).get("interface", {}).get("name", "")), True)
     eid = event_id("alert", rule.id, "folded" if folded else "first", count, *related_ids[:2], *related_ids[-1:])
     doc = base_document(dataset="lwm2m.alert", action=rule.name, ts_ns=ts_ns(trigger["@timestamp"]),
-                        src=src, dst=dst, client=_addr(trigger, "client"), server=_addr(trigger, "server"),
+                        src=src, dst=dst, client=addrs["client"], server=addrs["server"],
                         observer=observer, live=live, eid=eid, kind="alert")
     ev = doc["event"]
     ev["severity"] = SEVERITY[level]
@@ -105,7 +112,7 @@ def alert_document(rule: RuleInfo, level: str, trigger: dict, *, related_ids: li
     ev["category"] = ["intrusion_detection"]
     ev["type"] = ["indicator"]
     ev["reason"] = rule.title
-    doc["message"] = message(rule, trigger, count, group)
+    doc["message"] = message(rule, trigger, count, group, addrs)
     doc["rule"] = {"name": rule.name, "id": rule.id, "description": rule.description,
                    "reference": list(rule.references), "category": rule.category,
                    "ruleset": "lwm2m-monitor", "level": level}
@@ -121,8 +128,7 @@ def alert_document(rule: RuleInfo, level: str, trigger: dict, *, related_ids: li
     if ep:
         hosts.append(ep)
     ips: list[str] = []
-    for k in ("client", "server", "source", "destination"):
-        a = _addr(trigger, k)
+    for a in addrs.values():
         if a and a[0] not in ips:
             ips.append(a[0])
     users: list[str] = []

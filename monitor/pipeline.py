@@ -18,7 +18,7 @@ from .datagram import Datagram
 from .ecs import Address
 from .exchanges import Carrier, Exchange, ExchangeMatcher, FlowState
 from .keys import KeyStore, OscoreContextConfig
-from .operations import classify, is_client_request, lwm2m_path, query_params
+from .operations import INTERFACE, classify, is_client_request, lwm2m_path, query_params
 from .registrations import DEFAULT_LIFETIME, Registration, Registry
 
 LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5686})
@@ -604,7 +604,6 @@ class Pipeline:
 
 
 def events_interface(action: str) -> str:
-    from .operations import INTERFACE
     return INTERFACE[action]
 
 

@@ -7,7 +7,6 @@ Everything here is bounded and driven by packet time only.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -56,9 +55,6 @@ class Exchange:
     @property
     def responder(self) -> Address:
         return self.req_dgram.dst
-
-    def body_hash(self, body: bytes) -> str:
-        return hashlib.sha256(body).hexdigest()
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ facts. Key order is fixed by construction, so the same capture gives byte-identi
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from parsers import coap
@@ -106,7 +107,7 @@ def operation_document(f: OperationFacts) -> dict:
     if f.body is not None:
         doc["file"] = {**doc.get("file", {}), "hash": {"sha256": f.body["sha256"]}, "size": f.body["size"]}
     for layer in f.layer_fields:
-        _merge_layer(doc, layer)
+        merge_layer(doc, layer)
     return doc
 
 
@@ -142,13 +143,13 @@ def coap_fields(ex: Exchange, content_format: int | None) -> dict:
     return out
 
 
-def _merge_layer(doc: dict, layer: dict) -> None:
+def merge_layer(doc: dict, layer: dict) -> None:
     """Carrier facts (tls.*, dtls.*, oscore.*); never overwrite what the operation set."""
     for key, value in layer.items():
         if isinstance(value, dict):
             cur = doc.setdefault(key, {})
             if isinstance(cur, dict):
-                _merge_layer(cur, value)
+                merge_layer(cur, value)
         elif key not in doc:
             doc[key] = value
 
@@ -167,11 +168,10 @@ def coap_request_document(ex: Exchange, client: Address | None, server: Address 
     doc["coap"] = coap_fields(ex, cf)
     doc["coap"]["security"] = security
     if ex.response_blocks > 1 or ex.request_blocks > 1:
-        import hashlib
         body = ex.response_body if ex.response_blocks > 1 else ex.request_body
         doc["file"] = {**doc.get("file", {}), "hash": {"sha256": hashlib.sha256(body).hexdigest()}, "size": len(body)}
     for layer in layer_fields:
-        _merge_layer(doc, layer)
+        merge_layer(doc, layer)
     return doc
 
 

@@ -30,6 +30,8 @@ VALUE_CACHE_SIZE = 8192
 MAX_ENDPOINT_SUMMARIES = 100_000
 OTHER_ENDPOINTS = "(other endpoints)"
 MAX_ANOMALY_KEYS = 65_536
+# Operations whose values travel in the request body (the others: in the response).
+REQUEST_BODY_ACTIONS = frozenset({"write", "write-composite", "create", "bootstrap-write", "send"})
 # Operations whose payload provisions Security (0) / OSCORE (21) instances in clear.
 HARVEST_ACTIONS = frozenset({"bootstrap-write", "bootstrap-pack-request", "write", "create"})
 VALUE_CACHE_MAX_BODY = 512
@@ -302,7 +304,7 @@ class Pipeline:
         fields.append(res.lwm2m_fields())
         merged: dict = {}
         for f in fields:
-            events._merge_layer(merged, f)
+            events.merge_layer(merged, f)
         security = "dtls+oscore" if carrier.security == "dtls" else "oscore"
         return res.inner, Carrier(security, merged)
 
@@ -365,7 +367,7 @@ class Pipeline:
         elif ex.reactive_cancel:
             action = "cancel-observation"
         facts = events.OperationFacts(
-            exchange=ex, action=action, interface=events_interface(action), path=op.path,
+            exchange=ex, action=action, interface=INTERFACE[action], path=op.path,
             client=client, server=server, security=carrier.security, outcome=events.outcome_of(ex),
             layer_fields=layer_fields)
         if op.client_request:
@@ -495,9 +497,7 @@ class Pipeline:
             if ex.request_body:
                 f.execute_arguments = ex.request_body.decode("utf-8", "replace")
             return
-        from_request = action in ("write", "write-composite", "create", "bootstrap-write", "send",
-                                  "read-composite", "observe-composite") and (
-            action not in ("read-composite", "observe-composite"))
+        from_request = action in REQUEST_BODY_ACTIONS
         if action in ("read-composite", "observe-composite") and ex.request_body:
             decoded = self._decode(ex.request_body, req.content_format, "/", self._model)
             f.paths = list(decoded.paths) or [v.path for v in decoded.values]
@@ -593,7 +593,7 @@ class Pipeline:
     def _identity(self, f: events.OperationFacts) -> None:
         merged: dict = {}
         for layer in f.layer_fields:
-            events._merge_layer(merged, layer)
+            events.merge_layer(merged, layer)
         ident = merged.get("lwm2m", {}).get("identity")
         if not ident:
             return
@@ -601,10 +601,6 @@ class Pipeline:
         if f.endpoint is not None:
             expected = self.keys.expected_endpoint(str(ident["value"]))
             f.matches_endpoint = f.endpoint == (expected if expected is not None else ident["value"])
-
-
-def events_interface(action: str) -> str:
-    return INTERFACE[action]
 
 
 def _link_targets(body: bytes) -> list[str]:

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=()
-for pkg in tshark tcpdump libpcap-dev tcpreplay iproute2 maven default-jre-headless unzip chromium; do
+for pkg in gcc python3-dev tshark tcpdump libpcap-dev tcpreplay iproute2 maven default-jre-headless unzip chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -14,7 +14,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 PY=${PYTHON:-python3}
-$PY -m pip install -q --disable-pip-version-check -e ".[test,live]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+$PY -m pip install -q --disable-pip-version-check -e ".[test,live,accel]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+# the per-packet modules compiled with Cython (pure Python without it); rebuilt only when stale
+mkdir -p build
+$PY scripts/build_accel.py --if-stale >build/accel.log 2>&1 || { tail -40 build/accel.log; exit 1; }
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 if [ "${1:-}" = "--tests" ]; then
   # the Kaitai compiler (TLV module up to date) and the OMA registry package (object cross-check)

@@ -1,0 +1,80 @@
+"""Compiled builds of the per-packet modules, and the guard that keeps them honest.
+
+`scripts/build_accel.py` compiles the hot modules with Cython in pure-Python mode (the `.py`
+files are the only source; no `.pyx`) and puts each extension next to its source
+(`coap.cpython-311-x86_64-linux-gnu.so` beside `coap.py`), recording the SHA-256 of every
+compiled source in the package's `.accel.json`. Python imports an extension before a source of
+the same name, so a module edited after the build would silently run its old compiled code.
+`prefer_fresh_sources` prevents that: for each compiled module whose source no longer matches
+its stamp it installs a finder that imports the `.py` instead, and says so once on stderr.
+`LWM2M_MONITOR_PURE=1` makes every module import from source (tests compare both builds).
+
+Import machinery, not parsing: it touches only this package's own files, once, at import.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+
+STAMP = ".accel.json"
+PURE_ENV = "LWM2M_MONITOR_PURE"
+
+
+class _SourceFirst:
+    """Meta-path finder: the listed modules are imported from their `.py` file."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, str] = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        source = self.sources.get(fullname)
+        return importlib.util.spec_from_file_location(fullname, source) if source else None
+
+
+_FINDER = _SourceFirst()
+_COMPILED: dict[str, bool] = {}        # module → its compiled build is the one imported
+
+
+def source_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def prefer_fresh_sources(package: str, directory: str) -> None:
+    """Called by the package's `__init__`, before any of its modules is imported."""
+    extensions = [n for n in os.listdir(directory)
+                  if any(n.endswith(s) for s in importlib.machinery.EXTENSION_SUFFIXES)]
+    if not extensions:
+        return
+    pure = os.environ.get(PURE_ENV) == "1"
+    try:
+        with open(os.path.join(directory, STAMP), encoding="utf-8") as f:
+            stamp = json.load(f)
+    except (OSError, ValueError):
+        stamp = {}
+    stale = []
+    for name in extensions:
+        module = name.split(".", 1)[0]
+        source = os.path.join(directory, module + ".py")
+        if not os.path.exists(source):
+            continue
+        fresh = not pure and stamp.get(module) == source_digest(source)
+        _COMPILED[f"{package}.{module}"] = fresh
+        if not fresh:
+            _FINDER.sources[f"{package}.{module}"] = source
+            if not pure:
+                stale.append(module)
+    if _FINDER.sources and _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+    if stale:
+        sys.stderr.write(f"lwm2m-monitor: the compiled {package}.{{{','.join(sorted(stale))}}} are older than "
+                         "their sources; using the sources (rebuild: python scripts/build_accel.py)\n")
+
+
+def compiled_modules() -> list[str]:
+    """The modules running from their compiled build in this process (for reports, benchmarks)."""
+    return sorted(name for name, fresh in _COMPILED.items() if fresh)

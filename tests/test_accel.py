@@ -1,0 +1,116 @@
+"""The compiled (Cython) build of the hot modules: in use, identical to the sources, never stale.
+
+`make test` builds it (scripts/setup.sh → scripts/build_accel.py); these tests fail when the
+build is missing, so a broken compiler set-up cannot silently fall back to the slower path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import build_accel  # noqa: E402
+
+# Analyzes every bundled capture (with its keys) in one process and writes one NDJSON each.
+DRIVER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from monitor.analyze import analyze_files
+    from monitor.keys import KeyStore, load as load_keys
+    from monitor.pipeline import PipelineConfig
+    from monitor.rule_engine import RuleEngine
+    from monitor.sinks import NdjsonSink
+    from parsers._accel import compiled_modules
+    out = Path(sys.argv[1])
+    print("\\n".join(compiled_modules()), file=open(out / "compiled.txt", "w"))
+    for pcap in sorted(Path("pcaps").glob("*.pcap*")):
+        stem = pcap.name.split(".")[0]
+        keys_file = pcap.with_name(stem + ".keys.yaml")
+        keys = load_keys(str(keys_file)) if keys_file.exists() else KeyStore()
+        config = PipelineConfig(keys=keys, rules=RuleEngine.from_cli(keys=keys))
+        sink = NdjsonSink(str(out / (stem + ".ndjson")))
+        analyze_files([str(pcap)], config, [sink])
+        sink.close()
+""")
+
+
+def _run(out: Path, pure: bool) -> list[str]:
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "LWM2M_MONITOR_PURE"}
+    if pure:
+        env["LWM2M_MONITOR_PURE"] = "1"
+    subprocess.run([sys.executable, "-c", DRIVER, str(out)], cwd=ROOT, env=env, check=True, timeout=600)
+    return (out / "compiled.txt").read_text().split()
+
+
+def test_compiled_build_is_in_use_and_matches_the_sources(tmp_path):
+    expected = sorted(f"{p}.{m}" for p, ms in build_accel.HOT.items() for m in ms)
+    compiled = _run(tmp_path / "compiled", pure=False)
+    assert compiled == expected, "run `python scripts/build_accel.py` (make test does)"
+    assert _run(tmp_path / "pure", pure=True) == []
+    names = sorted(p.name for p in (tmp_path / "pure").glob("*.ndjson"))
+    assert len(names) >= 40
+    documents = 0
+    for name in names:
+        a = (tmp_path / "compiled" / name).read_bytes()
+        b = (tmp_path / "pure" / name).read_bytes()
+        assert a == b, f"{name}: compiled and pure-Python builds differ"
+        documents += a.count(b"\n")
+    assert documents > 5000
+    assert any(json.loads(line)["event"]["kind"] == "alert"
+               for line in (tmp_path / "pure" / "rules-nosec-bootstrap.ndjson").read_text().splitlines())
+
+
+def _compile(module: Path) -> None:
+    from Cython.Build import cythonize
+    from setuptools import setup
+    here = os.getcwd()
+    os.chdir(module.parent.parent)
+    try:
+        setup(name="t", ext_modules=cythonize([f"{module.parent.name}/{module.name}"], quiet=True,
+                                              compiler_directives={"language_level": 3}),
+              script_args=["-q", "build_ext", "--inplace"])
+    finally:
+        os.chdir(here)
+
+
+def test_a_module_edited_after_the_build_runs_from_its_source(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from parsers._accel import prefer_fresh_sources\n"
+                                     "prefer_fresh_sources(__name__, __path__[0])\n")
+    mod = pkg / "hot.py"
+    mod.write_text("import cython\nVERSION = 1\nCOMPILED = cython.compiled\n")
+    _compile(mod)
+    from parsers._accel import STAMP, source_digest
+    (pkg / STAMP).write_text(json.dumps({"hot": source_digest(str(mod))}))
+    probe = "import pkg.hot as h; print(h.VERSION, h.COMPILED)"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env.pop("LWM2M_MONITOR_PURE", None)
+
+    def run(**extra):
+        r = subprocess.run([sys.executable, "-c", probe], env={**env, **extra}, capture_output=True,
+                           text=True, timeout=60, check=True)
+        return r.stdout.split(), r.stderr
+
+    assert run() == (["1", "True"], "")                       # fresh: the extension
+    assert run(LWM2M_MONITOR_PURE="1") == (["1", "False"], "")
+    mod.write_text("import cython\nVERSION = 2\nCOMPILED = cython.compiled\n")
+    out, err = run()
+    assert out == ["2", "False"]                               # edited: the source, never the old build
+    assert "pkg.{hot}" in err and "build_accel.py" in err
+    (pkg / STAMP).unlink()
+    assert run()[0] == ["2", "False"]                          # no stamp: never trust the extension
+
+
+@pytest.mark.parametrize("package", sorted(build_accel.HOT))
+def test_every_listed_module_exists(package):
+    for module in build_accel.HOT[package]:
+        assert (ROOT / package / f"{module}.py").exists()

@@ -147,11 +147,21 @@ def merge_layer(doc: dict, layer: dict) -> None:
     """Carrier facts (tls.*, dtls.*, oscore.*); never overwrite what the operation set."""
     for key, value in layer.items():
         if isinstance(value, dict):
-            cur = doc.setdefault(key, {})
-            if isinstance(cur, dict):
+            cur = doc.get(key, _ABSENT)
+            if cur is _ABSENT:
+                doc[key] = _copy_dicts(value)       # the common case: a namespace the operation left alone
+            elif isinstance(cur, dict):
                 merge_layer(cur, value)
         elif key not in doc:
             doc[key] = value
+
+
+_ABSENT = object()
+
+
+def _copy_dicts(tree: dict) -> dict:
+    """What merging into an empty dict gives: nested dicts copied, other values shared."""
+    return {k: _copy_dicts(v) if isinstance(v, dict) else v for k, v in tree.items()}
 
 
 def coap_request_document(ex: Exchange, client: Address | None, server: Address | None,

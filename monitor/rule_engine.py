@@ -26,14 +26,17 @@ import yaml
 from . import rule_facts
 from .alerts import RuleInfo, alert_document, ts_ns
 from .ecs import get_path, timestamp
-from .sigma_compile import Unsupported, compile_rule, detection_fields, field_getter
+from .sigma_codegen import generate_rule
+from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "rules"
 LEVELS = ("informational", "low", "medium", "high", "critical")
+_RANK = {lvl: i for i, lvl in enumerate(LEVELS)}
 PRODUCT = "lwm2m-monitor"
 DEFAULT_FOLD_S = 300
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 MAX_GROUPS = 100_000                     # correlation groups and fold states are bounded
+MAX_CANDIDATE_KEYS = 4096                # (dataset, action) pairs whose rule list is kept
 
 
 class RuleError(ValueError):
@@ -54,6 +57,17 @@ class Rule:
     silent: bool = False                   # a correlation's base rule: feeds it, raises nothing
     correlations: list["Correlation"] = field(default_factory=list)
     sigma: object = None
+    # casefolded values event.action / event.dataset must have for `match` to be true (None: any)
+    needs_action: frozenset[str] | None = None
+    needs_dataset: frozenset[str] | None = None
+
+    def may_match(self, dataset, action) -> bool:
+        """False when `match` is false for every document with this event.dataset/action
+        (an exact `str` or None; other values are not ruled out)."""
+        for need, v in ((self.needs_dataset, dataset), (self.needs_action, action)):
+            if need is not None and (v is None or (v.__class__ is str and v.casefold() not in need)):
+                return False
+        return True
 
 
 @dataclass
@@ -74,7 +88,7 @@ class Correlation:
     windows: dict = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Fold:
     rule: object
     level: str
@@ -168,8 +182,10 @@ def load_file(path: str) -> list:
     if ls.get("product") != PRODUCT:
         raise RuleError(f"{path}:{_line_of(text, 'product:', 'logsource:')}: logsource.product must be {PRODUCT}")
     try:
-        match = compile_rule(sigma_rule)
+        match = generate_rule(sigma_rule)
         used = detection_fields(sigma_rule)
+        needs_action = required_values(sigma_rule, "event.action")
+        needs_dataset = required_values(sigma_rule, "event.dataset")
     except Unsupported as exc:
         raise RuleError(f"{path}:{_line_of(text, 'detection:')}: {exc}") from None
     except SigmaError as exc:                 # condition errors surface when the condition is parsed
@@ -184,7 +200,8 @@ def load_file(path: str) -> list:
         raise RuleError(f"{where}: level must be one of {', '.join(LEVELS)}")
     category = ls.get("category")
     return [Rule(info=_info(sigma_rule, category or "lwm2m"), level=level, path=path, category=category,
-                 match=match, fields=frozenset(used), severity_mapping=tuple(mapping), sigma=sigma_rule)]
+                 match=match, fields=frozenset(used), severity_mapping=tuple(mapping), sigma=sigma_rule,
+                 needs_action=needs_action, needs_dataset=needs_dataset)]
 
 
 def rule_files(dirs: list[str | os.PathLike]) -> list[str]:
@@ -263,11 +280,13 @@ class RuleEngine:
             if r.enabled:
                 self._by_dataset.setdefault(r.category, []).append(r)
         self._any = self._by_dataset.pop(None, [])
+        self._candidates: dict[tuple, tuple[Rule, ...]] = {}    # (dataset, action) -> rules to run
         self._folds: dict[tuple, _Fold] = {}
         self._expiry: list[tuple[str, int, tuple]] = []   # heap of (window end, seq, fold key)
         self._seq = 0
         self._next_expiry: str | None = None
         self._facts = self.config.facts
+        self._lwm2m_facts = self._facts.touches_lwm2m
         self._tag_info = self.config.informational == "tag"
         self.hits: dict[str, int] = {}
         self.psk_audit = None                  # monitor.psk_audit.PskAudit with --psk-wordlist
@@ -348,8 +367,12 @@ class RuleEngine:
         ev = doc.get("event")
         if not isinstance(ev, dict) or ev.get("kind") == "alert":
             return []
-        rule_facts.enrich(doc, self._facts)
-        if self.psk_audit is not None and ev.get("dataset") == "dtls.handshake":
+        dataset = ev.get("dataset")
+        if dataset == "dtls.handshake":          # rule_facts.enrich, without its repeated lookups
+            rule_facts.handshake_facts(doc)
+        if self._lwm2m_facts and "lwm2m" in doc:
+            rule_facts.lwm2m_facts(doc, self._facts)
+        if self.psk_audit is not None and dataset == "dtls.handshake":
             audit = self.psk_audit.facts(doc)
             if audit is not None:
                 doc["dtls"]["psk_audit"] = audit
@@ -357,14 +380,25 @@ class RuleEngine:
         now = doc.get("@timestamp")
         if self._next_expiry is not None and now is not None and now >= self._next_expiry:
             self._expire(now, out)
-        candidates = self._by_dataset.get(ev.get("dataset"))
-        for group in (candidates, self._any):
-            if not group:
-                continue
-            for rule in group:
-                if rule.match(doc):
-                    self._hit(rule, doc, out)
+        action = ev.get("action")
+        if (action is None or action.__class__ is str) and (dataset is None or dataset.__class__ is str):
+            rules = self._candidates.get((dataset, action))
+            if rules is None:
+                rules = self._select(dataset, action)
+                if len(self._candidates) < MAX_CANDIDATE_KEYS:
+                    self._candidates[(dataset, action)] = rules
+        else:
+            rules = self._select(dataset, action)
+        for rule in rules:
+            if rule.match(doc):
+                self._hit(rule, doc, out)
         return out
+
+    def _select(self, dataset, action) -> tuple[Rule, ...]:
+        """The rules for this logsource category, then the category-less ones, each in name
+        order, without those whose condition needs another event.dataset/action."""
+        return tuple(r for group in (self._by_dataset.get(dataset) or (), self._any) for r in group
+                     if r.may_match(dataset, action))
 
     def close(self) -> list[dict]:
         out: list[dict] = []
@@ -378,7 +412,8 @@ class RuleEngine:
         return out
 
     def _hit(self, rule: Rule, doc: dict, out: list[dict]) -> None:
-        self.hits[rule.info.name] = self.hits.get(rule.info.name, 0) + 1
+        name = rule.info.name
+        self.hits[name] = self.hits.get(name, 0) + 1
         for c in rule.correlations:
             if c.enabled:
                 self._correlate(c, doc, out)
@@ -386,7 +421,7 @@ class RuleEngine:
             return
         level = rule.level
         for get, value, lvl in rule.severity_mapping:
-            if any(_equal(v, value) for v in get(doc)) and LEVELS.index(lvl) > LEVELS.index(level):
+            if any(_equal(v, value) for v in get(doc)) and _RANK[lvl] > _RANK[level]:
                 level = lvl
         if level == "informational" and self._tag_info:
             tags = doc.setdefault("tags", [])
@@ -395,7 +430,19 @@ class RuleEngine:
             return
         lw = doc.get("lwm2m") or {}
         cause = lw.get("endpoint") or get_path(doc, "client.ip") or get_path(doc, "source.ip")
-        self._emit(rule, level, doc, (rule.info.name, level, cause), None, out)
+        key = (name, level, cause)
+        fold = self._folds.get(key)
+        if fold is not None:                     # `_emit`'s repeat branch inline: most hits are repeats
+            now = doc["@timestamp"]
+            if now < fold.window_end:
+                if not fold.count:
+                    fold.first = now
+                fold.count += 1
+                fold.last, fold.last_doc = now, doc
+                if len(fold.ids) < 20:
+                    fold.ids.append(doc["event"].get("id", ""))
+                return
+        self._emit(rule, level, doc, key, None, out)
 
     def _emit(self, rule, level: str, doc: dict, key: tuple, group: str | None, out: list[dict]) -> None:
         now = doc["@timestamp"]

@@ -35,6 +35,11 @@ class FactSettings:
     endpoint_allowlist: frozenset[str] | None = None     # None: no list, fact not computed
     identity_map: dict[str, str] = field(default_factory=dict)   # identity value -> endpoint
 
+    @property
+    def touches_lwm2m(self) -> bool:
+        """Whether `lwm2m_facts` can add anything (an allowlist or an identity map is set)."""
+        return self.endpoint_allowlist is not None or bool(self.identity_map)
+
 
 def suite_weaknesses(name: str, version: str | None, encrypt_then_mac: bool | None) -> list[str]:
     s = _BY_NAME.get(name)
@@ -79,7 +84,8 @@ def _key_weaknesses(who: str, facts: dict, now_iso: str | None) -> list[str]:
     return out
 
 
-def _handshake(doc: dict) -> None:
+def handshake_facts(doc: dict) -> None:
+    """The `dtls.cipher.*`/`dtls.key.*` facts of a `dtls.handshake` document."""
     tls = doc.get("tls") or {}
     dtls = doc.get("dtls")
     if not isinstance(dtls, dict):
@@ -114,7 +120,8 @@ def _handshake(doc: dict) -> None:
         dtls["key"] = {"weak": bool(keyw), **({"weaknesses": keyw} if keyw else {})}
 
 
-def _lwm2m(doc: dict, settings: FactSettings) -> None:
+def lwm2m_facts(doc: dict, settings: FactSettings) -> None:
+    """The `lwm2m.*` facts; nothing to do unless `settings.touches_lwm2m`."""
     lw = doc.get("lwm2m")
     if not isinstance(lw, dict):
         return
@@ -132,6 +139,6 @@ def enrich(doc: dict, settings: FactSettings) -> None:
     """Adds the fact fields to `doc` in place (idempotent)."""
     dataset = doc.get("event", {}).get("dataset")
     if dataset == "dtls.handshake":
-        _handshake(doc)
+        handshake_facts(doc)
     if "lwm2m" in doc:
-        _lwm2m(doc, settings)
+        lwm2m_facts(doc, settings)

@@ -71,6 +71,14 @@ def field_getter(dotted: str) -> Callable[[dict], tuple]:
     return get
 
 
+def wildcard_regex(s: SigmaString) -> re.Pattern:
+    """The regex a string with `*`/`?` must fully match (case-insensitive, `*` spans newlines)."""
+    pattern = "".join(
+        ".*" if p is SpecialChars.WILDCARD_MULTI else "." if p is SpecialChars.WILDCARD_SINGLE
+        else re.escape(p) for p in s.s)
+    return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+
+
 def _string_matcher(s: SigmaString) -> Callable[[object], bool]:
     if not s.contains_special():
         want = s.to_plain().casefold()
@@ -84,10 +92,7 @@ def _string_matcher(s: SigmaString) -> Callable[[object], bool]:
                 return str(v) == want
             return False
         return eq
-    pattern = "".join(
-        ".*" if p is SpecialChars.WILDCARD_MULTI else "." if p is SpecialChars.WILDCARD_SINGLE
-        else re.escape(p) for p in s.s)
-    rx = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    rx = wildcard_regex(s)
 
     def wild(v) -> bool:
         if isinstance(v, bool):
@@ -191,13 +196,16 @@ def _plain_string(node) -> bool:
         and not node.value.contains_special()
 
 
-def _one_of_strings(nodes: list) -> Predicate | None:
-    """`field: [a, b, c]` (an OR of plain strings on one field) as one set lookup, same
-    semantics as OR-ing `_string_matcher`s; None when the OR is anything else."""
+def plain_strings(nodes: list) -> frozenset[str] | None:
+    """The casefolded strings of `field: [a, b, c]` (an OR of plain strings on one field);
+    None when the OR is anything else."""
     if len(nodes) < 2 or not all(_plain_string(n) for n in nodes) or len({n.field for n in nodes}) != 1:
         return None
-    wants = frozenset(n.value.to_plain().casefold() for n in nodes)
+    return frozenset(n.value.to_plain().casefold() for n in nodes)
 
+
+def set_matcher(wants: frozenset[str]) -> Callable[[object], bool]:
+    """OR of `_string_matcher`s of plain strings as one set lookup."""
     def one_of(v) -> bool:
         if isinstance(v, str):
             return v.casefold() in wants
@@ -206,7 +214,13 @@ def _one_of_strings(nodes: list) -> Predicate | None:
         if isinstance(v, (int, float)):
             return str(v) in wants
         return False
-    return _any_value(nodes[0].field, one_of)
+    return one_of
+
+
+def _one_of_strings(nodes: list) -> Predicate | None:
+    """`field: [a, b, c]` as one set lookup; None when the OR is anything else."""
+    wants = plain_strings(nodes)
+    return None if wants is None else _any_value(nodes[0].field, set_matcher(wants))
 
 
 def _leaves(doc) -> list:
@@ -271,3 +285,20 @@ def detection_fields(rule) -> set[str]:
     for c in rule.detection.parsed_condition:
         walk(c.parse())
     return out
+
+
+def required_values(rule, dotted: str) -> frozenset[str] | None:
+    """Casefolded strings one of which the field must equal for the rule to match (from plain
+    string equalities the condition cannot do without), or None when it can match otherwise."""
+    def need(node) -> frozenset[str] | None:
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            return frozenset((node.value.to_plain().casefold(),)) if node.field == dotted and _plain_string(node) else None
+        if isinstance(node, ConditionAND):
+            sets = [s for s in map(need, node.args) if s is not None]
+            return frozenset.intersection(*sets) if sets else None
+        if isinstance(node, ConditionOR):
+            sets = list(map(need, node.args))
+            return None if any(s is None for s in sets) else frozenset().union(*sets)
+        return None                                    # NOT, keywords: no requirement
+    sets = [need(c.parse()) for c in rule.detection.parsed_condition]
+    return None if any(s is None for s in sets) else frozenset().union(*sets)

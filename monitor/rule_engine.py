@@ -26,7 +26,7 @@ import yaml
 from . import rule_facts
 from .alerts import RuleInfo, alert_document, ts_ns
 from .ecs import get_path, timestamp
-from .sigma_codegen import generate_rule
+from .sigma_codegen import generate_rule, generate_runner
 from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -280,7 +280,8 @@ class RuleEngine:
             if r.enabled:
                 self._by_dataset.setdefault(r.category, []).append(r)
         self._any = self._by_dataset.pop(None, [])
-        self._candidates: dict[tuple, tuple[Rule, ...]] = {}    # (dataset, action) -> rules to run
+        self._runners: dict[tuple, Callable] = {}    # (dataset, action) -> run(doc, hit, out)
+        self._by_rules: dict[tuple, Callable] = {}    # rule names -> the same runner
         self._folds: dict[tuple, _Fold] = {}
         self._expiry: list[tuple[str, int, tuple]] = []   # heap of (window end, seq, fold key)
         self._seq = 0
@@ -382,17 +383,33 @@ class RuleEngine:
             self._expire(now, out)
         action = ev.get("action")
         if (action is None or action.__class__ is str) and (dataset is None or dataset.__class__ is str):
-            rules = self._candidates.get((dataset, action))
-            if rules is None:
-                rules = self._select(dataset, action)
-                if len(self._candidates) < MAX_CANDIDATE_KEYS:
-                    self._candidates[(dataset, action)] = rules
+            run = self._runners.get((dataset, action))
+            if run is None:
+                run = self._runner(self._select(dataset, action))
+                if len(self._runners) < MAX_CANDIDATE_KEYS:
+                    self._runners[(dataset, action)] = run
+            run(doc, self._hit, out)
         else:
-            rules = self._select(dataset, action)
-        for rule in rules:
-            if rule.match(doc):
-                self._hit(rule, doc, out)
+            for rule in self._select(dataset, action):
+                if rule.match(doc):
+                    self._hit(rule, doc, out)
         return out
+
+    def _runner(self, rules: tuple[Rule, ...]) -> Callable:
+        """One generated function running these rules in order (shared by equal rule lists)."""
+        names = tuple(r.info.name for r in rules)
+        run = self._by_rules.get(names)
+        if run is None:
+            if all(r.sigma is not None for r in rules):
+                run = generate_runner([(r.sigma, r) for r in rules])
+            else:
+                def run(doc, hit, out, rules=rules):
+                    for rule in rules:
+                        if rule.match(doc):
+                            hit(rule, doc, out)
+            if len(self._by_rules) < MAX_CANDIDATE_KEYS:
+                self._by_rules[names] = run
+        return run
 
     def _select(self, dataset, action) -> tuple[Rule, ...]:
         """The rules for this logsource category, then the category-less ones, each in name

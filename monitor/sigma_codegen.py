@@ -25,9 +25,11 @@ from .sigma_compile import (Predicate, _any_value, _string_matcher, _value_match
 class _Source:
     """Collects the expression text and the namespace constants it refers to."""
 
-    def __init__(self) -> None:
+    def __init__(self, hoist: bool = False) -> None:
         self.names: dict[str, object] = {}
         self._by_id: dict[int, str] = {}
+        self.hoist = hoist
+        self.top: dict[str, str] = {}          # top-level key -> variable read once per document
 
     def const(self, value: object) -> str:
         name = self._by_id.get(id(value))
@@ -82,7 +84,10 @@ class _Source:
         for p in reversed(parts[1:]):
             out = (f"(((v := v.get({p!r})) is not None and {out}) if v.__class__ is dict "
                    f"else (v.__class__ is list and {slow}(doc)))")
-        return f"((v := doc.get({parts[0]!r})) is not None and {out})"
+        first = f"doc.get({parts[0]!r})"
+        if self.hoist and parts[0] != "tags":     # `tags` is the one key a hit changes (informational)
+            first = self.top.setdefault(parts[0], f"t{len(self.top)}")
+        return f"((v := {first}) is not None and {out})"
 
 
 def rule_source(rule) -> tuple[str, dict[str, object]]:
@@ -109,3 +114,39 @@ def generate_rule(rule) -> Predicate:
         return reference
     exec(code, namespace)                    # defines `match` from our own generated text
     return namespace["match"]
+
+
+def runner_source(rules: list[tuple[object, object]]) -> tuple[str, dict[str, object]]:
+    """Text of `run(doc, hit, out)` over (SigmaRule, target) pairs, in order, and its namespace."""
+    src = _Source(hoist=True)
+    tests = []
+    for sigma_rule, target in rules:
+        body = " or ".join(src.node(c.parse()) for c in sigma_rule.detection.parsed_condition)
+        tests.append(f"    if {body}:\n        hit({src.const(target)}, doc, out)\n")
+    hoisted = "".join(f"    {var} = doc.get({key!r})\n" for key, var in src.top.items())
+    text = ("def run(doc, hit, out):\n"
+            "    if doc.__class__ is not dict:\n"
+            "        return reference(doc, hit, out)\n" + hoisted + "".join(tests) + "    return None\n")
+    return text, src.names
+
+
+def generate_runner(rules: list[tuple[object, object]]):
+    """`run(doc, hit, out)`: calls `hit(target, doc, out)` for each (SigmaRule, target) whose
+    rule matches, in order, exactly as a loop over the rules' predicates would; one call per
+    document instead of one per rule, and each top-level field read once. A hit may only add
+    the top-level `tags` (the engine's informational tagging); later rules see that change."""
+    pairs = [(target, compile_rule(sigma_rule)) for sigma_rule, target in rules]
+
+    def reference(doc, hit, out) -> None:
+        for target, match in pairs:
+            if match(doc):
+                hit(target, doc, out)
+    text, names = runner_source(rules)
+    namespace = {"__builtins__": {}, "any": any, "map": map, "bool": bool, "dict": dict, "list": list,
+                 "str": str, "reference": reference, **names}
+    try:
+        code = compile(text, "<sigma rules>", "exec")
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return reference
+    exec(code, namespace)                    # defines `run` from our own generated text
+    return namespace["run"]

@@ -228,3 +228,19 @@ def test_engine_runs_exactly_the_rules_the_closures_match(data):
     want = [r.info.name for group in (ENGINE._by_dataset.get(ev.get("dataset"), []), ENGINE._any)
             for r in group if REFERENCE[r.info.name](doc)]
     assert seen == want
+
+
+def test_a_later_rule_sees_the_tag_an_earlier_informational_hit_added(tmp_path):
+    # rules run in name order; `a-info` tags the document, `b-tagged` matches on that tag, as
+    # with one predicate call per rule: the generated runner must not read `tags` ahead
+    for name, level, sel in (("a-info", "informational", "lwm2m.path: /3/0/4"), ("b-tagged", "high", "tags: a-info")):
+        (tmp_path / f"{name}.yml").write_text(
+            f"title: {name}\nid: 0b7a3c4e-1d2f-4a5b-8c9d-{len(name):012x}\nname: {name}\nstatus: test\n"
+            f"logsource: {{product: lwm2m-monitor, category: lwm2m.operation}}\n"
+            f"detection:\n  sel:\n    {sel}\n  condition: sel\nlevel: {level}\n")
+    engine = RuleEngine.from_paths(None, [str(tmp_path)], RuleConfig())
+    doc = {"@timestamp": "2026-11-23T10:00:00.000000Z", "lwm2m": {"path": "/3/0/4", "endpoint": "ep"},
+           "event": {"kind": "event", "dataset": "lwm2m.operation", "action": "execute", "id": "e1"}}
+    alerts = engine.process(doc)
+    assert doc["tags"] == ["a-info"]
+    assert [a["rule"]["name"] for a in alerts] == ["b-tagged"]

@@ -106,8 +106,8 @@ def generate_rule(rule) -> Predicate:
     condition is too deep to compile."""
     reference = compile_rule(rule)
     text, names = rule_source(rule)
-    namespace = {"__builtins__": {}, "any": any, "map": map, "bool": bool, "dict": dict, "list": list,
-                 "str": str, "reference": reference, **names}
+    namespace = {"any": any, "map": map, "bool": bool, "dict": dict, "list": list,
+                 "str": str, "reference": reference, **names}     # real builtins: C code called from here imports
     try:
         code = compile(text, f"<sigma rule {getattr(rule, 'name', None) or rule.id}>", "exec")
     except (SyntaxError, RecursionError, MemoryError, ValueError):
@@ -142,8 +142,8 @@ def generate_runner(rules: list[tuple[object, object]]):
             if match(doc):
                 hit(target, doc, out)
     text, names = runner_source(rules)
-    namespace = {"__builtins__": {}, "any": any, "map": map, "bool": bool, "dict": dict, "list": list,
-                 "str": str, "reference": reference, **names}
+    namespace = {"any": any, "map": map, "bool": bool, "dict": dict, "list": list,
+                 "str": str, "reference": reference, **names}     # real builtins: C code called from here imports
     try:
         code = compile(text, "<sigma rules>", "exec")
     except (SyntaxError, RecursionError, MemoryError, ValueError):

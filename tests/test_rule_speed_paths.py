@@ -244,3 +244,13 @@ def test_a_later_rule_sees_the_tag_an_earlier_informational_hit_added(tmp_path):
     alerts = engine.process(doc)
     assert doc["tags"] == ["a-info"]
     assert [a["rule"]["name"] for a in alerts] == ["b-tagged"]
+
+
+def test_c_code_called_from_the_runner_can_import():
+    # compiled (Cython) callers push no Python frame: C code they run that imports (datetime's
+    # strftime does) resolves __import__ through the generated function's builtins
+    from monitor.sigma_codegen import generate_runner
+    run = generate_runner([(_sigma({"s": {"a": "x"}, "condition": "s"}), "import json as j")])
+    out: dict = {}
+    run({"a": "X"}, exec, out)                       # exec(target, doc, out): a C callable that imports
+    assert out["j"].__name__ == "json"

@@ -3,7 +3,9 @@
 `RuleEngine.from_paths(builtin_dir, extra_dirs, config)`; `engine.process(doc) -> alerts`
 (after `rule_facts.enrich(doc)`), `engine.close() -> alerts` (folded alerts still pending).
 pySigma parses each rule file and its condition; `sigma_compile` turns the parsed detection
-into one predicate per rule, once. Correlation rules (`event_count`, `value_count`) run in
+into one predicate per rule, once (the reference), and `sigma_codegen` into the generated code
+that runs: per (event.dataset, event.action) one function evaluating, in name order, the rules
+whose condition allows that pair (`sigma_compile.required_values`). Correlation rules (`event_count`, `value_count`) run in
 packet time. Repeats of the same cause (rule + endpoint, else rule + source address) within
 the fold window give one immediate alert, then one folded alert with the count at window end.
 

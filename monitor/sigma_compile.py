@@ -1,7 +1,8 @@
 """Compiles a parsed Sigma detection (pySigma's condition tree) into one Python predicate.
 
 `compile_rule(rule) -> Callable[[dict], bool]` over our nested documents with dotted field
-names. Done once per rule at load time, so the per-document cost is a few closure calls.
+names. Done once per rule at load time. This is the reference semantics: the engine runs the
+code `sigma_codegen` generates from the same tree, which falls back on these closures.
 Semantics follow the Sigma specification: strings match case-insensitively, `*`/`?` are
 wildcards, a list value in the document matches when any element matches, `null` matches a
 missing field. A construct we cannot evaluate raises `Unsupported` at load time, never later.

@@ -259,6 +259,7 @@ class Pipeline:
         return {
             "flows": len(self.flows), "flows_evicted": self.stats.flows_evicted,
             "pending_requests": sum(len(f.pending) for f in self.flows.values()),
+            "coap_dedup_entries": self.matcher.dedup_entries,
             "registrations": len(reg.by_client), "registrations_expired": reg.stats.expired,
             "registrations_evicted": reg.stats.evicted,
             "dtls_sessions": len(self.dtls), "dtls_evictions": self.dtls.stats.get("evictions", 0),

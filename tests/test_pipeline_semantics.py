@@ -152,3 +152,49 @@ def test_registry_cap_evicts_every_index():
                                   location=f"/rd/{i}", registered_ns=i, updated_ns=i))
     assert len(reg.by_client) == 3 and len(reg.by_location) == 3 and len(reg.by_endpoint) == 3
     assert reg.stats.evicted == 7
+
+
+def test_deduplication_table_is_bounded_across_flows_and_forgets_oldest_first():
+    r = Run()
+    r.p.matcher.max_dedup = 16
+    clients = [("198.51.100.%d" % i, 40000 + i) for i in range(1, 41)]
+    for i, client in enumerate(clients):          # 40 flows, 2 messages each: 80 > 16 entries
+        r.register(client=client, ep=f"ep-{i}", loc=f"l{i}")
+    assert r.p.matcher.dedup_entries == 16
+    last = clients[-1]
+    req = enc(N.CON, N.GET, 30, b"n", uri_path=("3", "0", "0"))
+    r.send(SERVER, last, req)
+    r.send(SERVER, last, req, dt=2)               # recent: still a retransmission
+    r.send(last, SERVER, enc(N.ACK, N.CONTENT, 30, b"n", content_format=0, payload=b"x"))
+    first = clients[0]                            # its register was forgotten: a retransmission
+    r.send(first, SERVER, enc(N.CON, N.POST, 1, b"r1", uri_path=("rd",),   # now counts as new
+                              uri_query=("ep=ep-0", "lt=300", "lwm2m=1.1"), content_format=40,
+                              payload=b"</1/0>"))
+    ops = r.close()
+    reads = [d for d in ops if d["event"]["action"] == "read"]
+    assert len(reads) == 1 and reads[0]["coap"]["retransmissions"] == 1
+    assert [d["lwm2m"]["endpoint"] for d in ops if d["event"]["action"] == "register"].count("ep-0") == 2
+    assert r.p.matcher.dedup_entries <= 16 and r.p.state_sizes()["coap_dedup_entries"] <= 16
+
+
+def test_reset_cancels_only_notifications_still_remembered():
+    r = Run()
+    r.p.matcher.max_notification_mids = 2
+    r.register()
+    r.send(SERVER, CLIENT, enc(N.CON, N.GET, 20, b"ob", uri_path=("3", "0", "9"), observe=0))
+    r.send(CLIENT, SERVER, enc(N.ACK, N.CONTENT, 20, b"ob", observe=1, content_format=0, payload=b"80"))
+    for i, mid in enumerate((500, 501, 502)):     # NON notifications; only the newest 2 MIDs kept
+        r.send(CLIENT, SERVER, enc(N.NON, N.CONTENT, mid, b"ob", observe=2 + i, content_format=0, payload=b"79"))
+    r.send(SERVER, CLIENT, enc(N.RST, N.EMPTY, 500))   # forgotten: nothing to cancel
+    actions = [d["event"]["action"] for d in r.p.close() + r.docs if d["event"]["dataset"] == "lwm2m.operation"]
+    assert "cancel-observation" not in actions
+    r = Run()
+    r.p.matcher.max_notification_mids = 2
+    r.register()
+    r.send(SERVER, CLIENT, enc(N.CON, N.GET, 20, b"ob", uri_path=("3", "0", "9"), observe=0))
+    r.send(CLIENT, SERVER, enc(N.ACK, N.CONTENT, 20, b"ob", observe=1, content_format=0, payload=b"80"))
+    for i, mid in enumerate((500, 501, 502)):
+        r.send(CLIENT, SERVER, enc(N.NON, N.CONTENT, mid, b"ob", observe=2 + i, content_format=0, payload=b"79"))
+    r.send(SERVER, CLIENT, enc(N.RST, N.EMPTY, 501))   # still remembered: cancels
+    ops = r.close()
+    assert [d["event"]["action"] for d in ops][-1] == "cancel-observation"

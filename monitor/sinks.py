@@ -50,7 +50,8 @@ class Sink(Protocol):
     def close(self) -> SinkReport: ...
 
 
-_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+_ANY_KEYS = _LINE | orjson.OPT_NON_STR_KEYS         # a third slower: only when a key is not a str
 
 
 def dumps_line(doc: dict) -> bytes:
@@ -58,6 +59,10 @@ def dumps_line(doc: dict) -> bytes:
     non-ASCII kept as is (orjson: the encoder is a large share of the per-document cost)."""
     try:
         return orjson.dumps(doc, option=_LINE)
+    except TypeError:
+        pass
+    try:
+        return orjson.dumps(doc, option=_ANY_KEYS)
     except TypeError:       # an integer beyond 64 bits (a CBOR bignum): the stdlib keeps every digit
         return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 

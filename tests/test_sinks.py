@@ -136,3 +136,12 @@ def test_ndjson_keeps_integers_beyond_64_bits(tmp_path):
     doc = {"event": {"id": "big"}, "lwm2m": {"values": [{"path": "/3/0/13", "type": "integer", "value": 2**70}]}}
     _write_ndjson(tmp_path / "big.ndjson", [doc])
     assert json.loads((tmp_path / "big.ndjson").read_text()) == doc
+
+
+def test_ndjson_line_encoding_handles_non_str_keys_and_bignums_like_the_stdlib():
+    from monitor.sinks import dumps_line
+    doc = {"b": 1, "a": {"é": [1.5, None, True]}, "c": "x\u2028y"}
+    assert dumps_line(doc) == (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    assert dumps_line({"b": 1, 3: "x"}) == b'{"3":"x","b":1}\n'            # int keys become strings, sorted
+    big = {"v": 2**70, "a": -(2**65)}                                         # CBOR bignums keep every digit
+    assert json.loads(dumps_line(big)) == big

@@ -29,7 +29,7 @@ from parsers._accel import STAMP, source_digest  # noqa: E402
 HOT = {
     "parsers": ["pcapfile", "netlayers", "coap", "dtls", "tls_suites", "oscore", "tlv", "senml",
                 "lwm2m_json", "lwm2m_cbor", "cbor_value", "linkformat", "content_formats"],
-    "monitor": ["capture", "ip_reassembly", "pipeline", "exchanges", "operations", "registrations",
+    "monitor": ["datagram", "capture", "ip_reassembly", "pipeline", "exchanges", "operations", "registrations",
                 "lwm2m_events", "ecs", "payload_decoder", "sinks", "analyze", "sharding",
                 "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events", "oscore_tracker",
                 "oscore_context", "oscore_events", "rule_engine", "rule_facts", "sigma_compile",

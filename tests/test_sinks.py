@@ -138,10 +138,10 @@ def test_ndjson_keeps_integers_beyond_64_bits(tmp_path):
     assert json.loads((tmp_path / "big.ndjson").read_text()) == doc
 
 
-def test_ndjson_line_encoding_handles_non_str_keys_and_bignums_like_the_stdlib():
-    from monitor.sinks import dumps_line
+def test_ndjson_encoding_handles_non_str_keys_and_bignums_like_the_stdlib():
+    from monitor.sinks import dumps
     doc = {"b": 1, "a": {"é": [1.5, None, True]}, "c": "x\u2028y"}
-    assert dumps_line(doc) == (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-    assert dumps_line({"b": 1, 3: "x"}) == b'{"3":"x","b":1}\n'            # int keys become strings, sorted
+    assert dumps(doc) == json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert dumps({"b": 1, 3: "x"}) == '{"3":"x","b":1}'                   # int keys become strings, sorted
     big = {"v": 2**70, "a": -(2**65)}                                         # CBOR bignums keep every digit
-    assert json.loads(dumps_line(big)) == big
+    assert json.loads(dumps(big)) == big

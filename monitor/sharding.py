@@ -203,7 +203,7 @@ def _work(result: WorkerResult, workers: int, paths: list[str], config: Pipeline
 
 def _copy_part(part: str, count: int, sinks: list) -> None:
     """Append a worker's documents to every sink, in the worker's order."""
-    with open(part, encoding="utf-8", newline="\n") as f:
+    with open(part, "rb") as f:
         for sink in sinks:
             f.seek(0)
             raw = _raw_ndjson_target(sink)
@@ -223,10 +223,10 @@ def _copy_part(part: str, count: int, sinks: list) -> None:
 
 
 def _raw_ndjson_target(sink):
-    """The open text file of a plain (non-rotating) NdjsonSink, which can take the part's lines
+    """The open binary file of a plain (non-rotating) NdjsonSink, which can take the part's lines
     as they are instead of a decode/encode round trip; None for any other sink."""
     from .sinks import NdjsonSink
-    if type(sink) is NdjsonSink and sink.rotate_bytes is None and hasattr(sink, "_f") \
+    if type(sink) is NdjsonSink and sink.rotate_bytes is None and not sink._stdout and hasattr(sink, "_f") \
             and isinstance(getattr(sink, "_sent", None), int):
         return sink._f
     return None

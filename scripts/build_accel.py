@@ -9,6 +9,7 @@ the build is imported from its source until the next build (parsers/_accel.py).
     python scripts/build_accel.py           # build (about 2 minutes on 2 cores)
     python scripts/build_accel.py --if-stale  # only when a compiled module is missing or older than its source
     python scripts/build_accel.py --clean   # remove the extensions: back to pure Python
+    python scripts/build_accel.py --profile  # a build cProfile can see into (slower)
 """
 from __future__ import annotations
 
@@ -40,7 +41,12 @@ HOT = {
 # annotation_typing off: annotations stay documentation, so the compiled code behaves exactly as
 # the source does (no C integer types, no rejected None)
 DIRECTIVES = {"language_level": 3, "annotation_typing": False, "binding": True}
-DIRECTIVES_ID = hashlib.sha256(repr(sorted(DIRECTIVES.items())).encode()).hexdigest()[:12]
+# --profile adds cProfile hooks to every compiled function (slower; for finding hot spots)
+PROFILING = {**DIRECTIVES, "profile": True}
+
+
+def directives_id(directives: dict) -> str:
+    return hashlib.sha256(repr(sorted(directives.items())).encode()).hexdigest()[:12]
 
 
 def extensions(package: str) -> set[Path]:
@@ -54,7 +60,7 @@ def up_to_date() -> bool:
             stamp = json.loads((ROOT / package / STAMP).read_text())
         except (OSError, ValueError):
             return False
-        if stamp.get("__directives__") != DIRECTIVES_ID:
+        if stamp.get("__directives__") != directives_id(DIRECTIVES):
             return False
         built = {p.name.split(".", 1)[0] for p in extensions(package)}
         if any(m not in built or stamp.get(m) != source_digest(str(ROOT / package / f"{m}.py")) for m in modules):
@@ -69,7 +75,7 @@ def clean() -> None:
         (ROOT / package / STAMP).unlink(missing_ok=True)
 
 
-def build() -> None:
+def build(directives: dict) -> None:
     from Cython.Build import cythonize
     from setuptools import setup
 
@@ -79,14 +85,14 @@ def build() -> None:
     sources = [f"{package}/{m}.py" for package, modules in HOT.items() for m in modules]
     os.chdir(ROOT)
     # generated C is cached per directive set: Cython's own check looks at the .py only
-    work = f"build/accel/{DIRECTIVES_ID}"
+    work = f"build/accel/{directives_id(directives)}"
     ext = cythonize(sources, build_dir=work, quiet=True, nthreads=os.cpu_count() or 1,
-                    compiler_directives=DIRECTIVES)
+                    compiler_directives=directives)
     setup(name="lwm2m-monitor-accel", ext_modules=ext,
           script_args=["-q", "build_ext", "--inplace", "--build-temp", f"{work}/tmp",
                        "--parallel", str(os.cpu_count() or 1)])
     for package, stamp in stamps.items():
-        stamp["__directives__"] = DIRECTIVES_ID
+        stamp["__directives__"] = directives_id(directives)
         (ROOT / package / STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
     print(f"compiled {len(sources)} modules")
 
@@ -95,11 +101,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clean", action="store_true", help="remove the compiled modules")
     ap.add_argument("--if-stale", action="store_true", help="build only when a compiled module is missing or stale")
+    ap.add_argument("--profile", action="store_true",
+                    help="a profiling build: cProfile sees the compiled functions (the next --if-stale rebuilds)")
     args = ap.parse_args()
     if args.clean:
         clean()
+    elif args.profile:
+        build(PROFILING)
     elif not (args.if_stale and up_to_date()):
-        build()
+        build(DIRECTIVES)
     return 0
 
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 warnings.filterwarnings("ignore", category=DeprecationWarning)     # aiocoap's mid/token setters
-from gen_lwm2m_traffic import ip_udp, msg, tlv_int  # noqa: E402
+from gen_lwm2m_traffic import ACK, CON, ip_udp, msg, operation  # noqa: E402
 from aiocoap import numbers as N  # noqa: E402
 
 SERVER = (bytes([10, 0, 0, 1]), 5684)
@@ -118,7 +118,6 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2_000)
     args = ap.parse_args()
     rnd = random.Random(11)
-    CON, ACK, NON = N.CON, N.ACK, N.NON
     clients = []
     for i in range(args.clients):
         ident = f"bench-dtls-{i:05d}".encode()
@@ -162,26 +161,7 @@ def main() -> None:
                                       b"</1/0>,</3/0>,</3303/0>,</5/0>", ct=40),
                          msg(ACK, N.CREATED, c["mid"], tok, location=("rd", c["loc"])))
                 continue
-            r = rnd.random()
-            if r < 0.08:
-                exchange(c, True, msg(CON, N.POST, c["mid"], tok, ("rd", c["loc"])), msg(ACK, N.CHANGED, c["mid"], tok))
-            elif r < 0.30:
-                body = tlv_int(9, rnd.randrange(100)) + bytes([0xC8, 0, 6]) + b"bench!"
-                exchange(c, False, msg(CON, N.GET, c["smid"], tok, ("3", "0"), accept=11542),
-                         msg(ACK, N.CONTENT, c["smid"], tok, payload=body, ct=11542))
-            elif r < 0.40:
-                exchange(c, False, msg(CON, N.PUT, c["smid"], tok, ("1", "0", "1"), payload=b"3600", ct=0),
-                         msg(ACK, N.CHANGED, c["smid"], tok))
-            elif r < 0.45:
-                exchange(c, False, msg(CON, N.POST, c["smid"], tok, ("3", "0", "4")), msg(ACK, N.CHANGED, c["smid"], tok))
-            elif r < 0.55 or c["obs"] is None:
-                c["obs"] = tok
-                exchange(c, False, msg(CON, N.GET, c["smid"], tok, ("3303", "0", "5700"), observe=0, accept=0),
-                         msg(ACK, N.CONTENT, c["smid"], tok, payload=b"21.5", ct=0, observe=c["seq"]))
-            else:
-                c["seq"] += 1
-                app(c, True, msg(NON, N.CONTENT, c["mid"], c["obs"], payload=f"{20 + rnd.random() * 5:.1f}".encode(),
-                                 ct=0, observe=c["seq"]))
+            operation(c, rnd, tok, exchange, lambda c, coap: app(c, True, coap))
     stem = args.out[:-5] if args.out.endswith(".pcap") else args.out
     with open(stem + ".keys.yaml", "w") as f:
         f.write("# Keys for the generated DTLS benchmark capture (KEYS.md format). Benchmark-only secret.\npsk:\n")

@@ -16,6 +16,7 @@ from aiocoap import message as M, numbers as N
 
 SERVER = (bytes([10, 0, 0, 1]), 5683)
 ETH = bytes.fromhex("020000000001020000000002") + b"\x08\x00"
+CON, ACK, NON = N.CON, N.ACK, N.NON
 
 
 def ip_udp(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes) -> bytes:
@@ -45,6 +46,32 @@ def tlv_int(rid: int, value: int) -> bytes:
     return bytes([0xC1, rid, value & 0xFF])
 
 
+def operation(c: dict, rnd: random.Random, tok: bytes, exchange, notify) -> None:
+    """One operation of a registered client, drawn from the benchmark mix: update 8 %, read
+    (TLV) 22 %, write 10 %, execute 5 %, observe 10 % (and whenever none is active), notify
+    otherwise. `exchange(c, from_client, request, response)` and `notify(c, coap)` send."""
+    r = rnd.random()
+    if r < 0.08:
+        exchange(c, True, msg(CON, N.POST, c["mid"], tok, ("rd", c["loc"])), msg(ACK, N.CHANGED, c["mid"], tok))
+    elif r < 0.30:
+        body = tlv_int(9, rnd.randrange(100)) + bytes([0xC8, 0, 6]) + b"bench!"
+        exchange(c, False, msg(CON, N.GET, c["smid"], tok, ("3", "0"), accept=11542),
+                 msg(ACK, N.CONTENT, c["smid"], tok, payload=body, ct=11542))
+    elif r < 0.40:
+        exchange(c, False, msg(CON, N.PUT, c["smid"], tok, ("1", "0", "1"), payload=b"3600", ct=0),
+                 msg(ACK, N.CHANGED, c["smid"], tok))
+    elif r < 0.45:
+        exchange(c, False, msg(CON, N.POST, c["smid"], tok, ("3", "0", "4")), msg(ACK, N.CHANGED, c["smid"], tok))
+    elif r < 0.55 or c["obs"] is None:
+        c["obs"] = tok
+        exchange(c, False, msg(CON, N.GET, c["smid"], tok, ("3303", "0", "5700"), observe=0, accept=0),
+                 msg(ACK, N.CONTENT, c["smid"], tok, payload=b"21.5", ct=0, observe=c["seq"]))
+    else:
+        c["seq"] += 1
+        notify(c, msg(NON, N.CONTENT, c["mid"], c["obs"], payload=f"{20 + rnd.random() * 5:.1f}".encode(),
+                      ct=0, observe=c["seq"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -52,7 +79,6 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=10_000)
     args = ap.parse_args()
     rnd = random.Random(7)
-    CON, ACK, NON = N.CON, N.ACK, N.NON
     clients = []
     for i in range(args.clients):
         ip = bytes([10, 1 + (i >> 16), (i >> 8) & 0xFF, i & 0xFF])
@@ -87,26 +113,8 @@ def main() -> None:
                          msg(ACK, N.CREATED, c["mid"], tok, location=("rd", c["loc"])))
                 c["registered"] = True
                 continue
-            r = rnd.random()
-            if r < 0.08:
-                exchange(c, True, msg(CON, N.POST, c["mid"], tok, ("rd", c["loc"])), msg(ACK, N.CHANGED, c["mid"], tok))
-            elif r < 0.30:
-                body = tlv_int(9, rnd.randrange(100)) + bytes([0xC8, 0, 6]) + b"bench!"
-                exchange(c, False, msg(CON, N.GET, c["smid"], tok, ("3", "0"), accept=11542),
-                         msg(ACK, N.CONTENT, c["smid"], tok, payload=body, ct=11542))
-            elif r < 0.40:
-                exchange(c, False, msg(CON, N.PUT, c["smid"], tok, ("1", "0", "1"), payload=b"3600", ct=0),
-                         msg(ACK, N.CHANGED, c["smid"], tok))
-            elif r < 0.45:
-                exchange(c, False, msg(CON, N.POST, c["smid"], tok, ("3", "0", "4")), msg(ACK, N.CHANGED, c["smid"], tok))
-            elif r < 0.55 or c["obs"] is None:
-                c["obs"] = tok
-                exchange(c, False, msg(CON, N.GET, c["smid"], tok, ("3303", "0", "5700"), observe=0, accept=0),
-                         msg(ACK, N.CONTENT, c["smid"], tok, payload=b"21.5", ct=0, observe=c["seq"]))
-            else:
-                c["seq"] += 1
-                put(ip_udp(c["ip"], c["port"], SERVER[0], SERVER[1],
-                           msg(NON, N.CONTENT, c["mid"], c["obs"], payload=f"{20 + rnd.random() * 5:.1f}".encode(), ct=0, observe=c["seq"])))
+            operation(c, rnd, tok, exchange,
+                      lambda c, coap: put(ip_udp(c["ip"], c["port"], SERVER[0], SERVER[1], coap)))
     print(f"{n} packets, {len(clients)} clients -> {args.out}")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .capture import CaptureStats, read_files
+from .datagram import Datagram
 from .keys import parse_keylog
 from .pipeline import Pipeline, PipelineConfig
 
@@ -42,26 +43,33 @@ def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = ()
                 keylog.setdefault(random, secret)
 
     datagrams = read_files(paths, cstats, on_secrets)   # raises CaptureError for a missing file
+    result.documents = drive(datagrams, pipeline, lambda batch: _write(sinks, batch), cstats, progress)
+    result.errors = list(cstats.errors)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def drive(datagrams: Iterable[Datagram], pipeline: Pipeline, write: Callable[[list[dict]], None],
+          cstats: CaptureStats, progress: Callable[[int, int], None] | None = None) -> int:
+    """Every datagram through the pipeline, then its close(); the documents go to `write` in
+    batches of BATCH. Returns how many were written. `progress(datagrams, file bytes read)`."""
     batch: list[dict] = []
     feed = pipeline.feed
-    n = 0
+    written = n = 0
     for dgram in datagrams:
         docs = feed(dgram)
         if docs:
             batch.extend(docs)
             if len(batch) >= BATCH:
-                _write(sinks, batch)
-                result.documents += len(batch)
+                write(batch)
+                written += len(batch)
                 batch = []
         n += 1
         if progress is not None and not n & 0x3FFF:
             progress(n, cstats.file_bytes)
     batch.extend(pipeline.close())
-    _write(sinks, batch)
-    result.documents += len(batch)
-    result.errors = list(cstats.errors)
-    result.seconds = time.perf_counter() - started
-    return result
+    write(batch)
+    return written + len(batch)
 
 
 def collect(paths: list[str], config: PipelineConfig | None = None) -> tuple[list[dict], AnalysisResult]:

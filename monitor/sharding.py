@@ -32,10 +32,11 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from .analyze import BATCH, AnalysisResult
+from .analyze import BATCH, AnalysisResult, drive
 from .capture import CaptureError, CaptureStats, read_files
+from .datagram import Datagram
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
 
 LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5783})
@@ -154,20 +155,12 @@ def _worker_main(index: int, workers: int, paths: list[str], config: PipelineCon
     conn.close()
 
 
-def _work(result: WorkerResult, workers: int, paths: list[str], config: PipelineConfig, part: str,
-          progress) -> None:
-    from .sinks import NdjsonSink
-    index = result.index
-    sink = NdjsonSink(part)
-    pipeline = Pipeline(config)
-    feed = pipeline.feed
-    cstats = result.capture
+def _shard(datagrams: Iterable[Datagram], index: int, workers: int) -> Iterator[Datagram]:
+    """The datagrams of this worker's clients (`shard_of(shard_address(...))`, inlined and
+    memoised: this runs for every datagram in every worker)."""
     ports = LWM2M_SERVER_PORTS
     memo: dict[str, int] = {}
-    batch: list[dict] = []
-    n = 0
-    for d in read_files(paths, cstats):
-        # shard_address() inlined: this loop runs for every datagram in every worker
+    for d in datagrams:
         sp, dp = d.src_port, d.dst_port
         if dp in ports:
             addr = d.src_ip if sp not in ports or d.src_ip <= d.dst_ip else d.dst_ip
@@ -181,19 +174,17 @@ def _work(result: WorkerResult, workers: int, paths: list[str], config: Pipeline
                 memo.clear()
             shard = memo[addr] = zlib.crc32(addr.encode()) % workers
         if shard == index:
-            docs = feed(d)
-            if docs:
-                batch.extend(docs)
-                if len(batch) >= BATCH:
-                    sink.write(batch)
-                    result.documents += len(batch)
-                    batch = []
-        n += 1
-        if progress is not None and not n & 0x3FFF:
-            progress(n, cstats.bytes)
-    batch.extend(pipeline.close())
-    sink.write(batch)
-    result.documents += len(batch)
+            yield d
+
+
+def _work(result: WorkerResult, workers: int, paths: list[str], config: PipelineConfig, part: str,
+          progress) -> None:
+    from .sinks import NdjsonSink
+    sink = NdjsonSink(part)
+    pipeline = Pipeline(config)
+    cstats = result.capture
+    mine = _shard(read_files(paths, cstats), result.index, workers)
+    result.documents = drive(mine, pipeline, sink.write, cstats, progress)
     sink.close()
     result.stats = pipeline.stats
     result.endpoint_stats = pipeline.endpoint_stats

@@ -134,3 +134,28 @@ def test_cli_csv_format_with_workers(generated, tmp_path):
     assert len(tables[0]) > 10_000
     assert list(tables[0].columns) == list(tables[1].columns)
     assert tables[0].equals(tables[1])
+
+
+@pytest.mark.parametrize("target", ["file", "memory"])
+def test_append_part_after_what_the_sink_wrote(tmp_path, target):
+    """The parent appends a worker's part to the output in the kernel (copy_file_range) when it
+    can and by a buffered copy otherwise (here: an in-memory target without a descriptor)."""
+    import io
+    part = tmp_path / "part.ndjson"
+    body = b"".join(b'{"n":%d}\n' % i for i in range(50_000))     # several copy rounds' worth
+    part.write_bytes(body)
+    if target == "file":
+        dst = open(tmp_path / "out.ndjson", "wb")
+    else:
+        dst = io.BytesIO()
+    dst.write(b'{"first":true}\n')
+    dst.flush()
+    with open(part, "rb") as src:
+        sharding._append_file(src, dst)
+    dst.write(b'{"last":true}\n')
+    if target == "file":
+        dst.close()
+        got = (tmp_path / "out.ndjson").read_bytes()
+    else:
+        got = dst.getvalue()
+    assert got == b'{"first":true}\n' + body + b'{"last":true}\n'

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
+
 from .ecs import base_document, event_id
 
 SEVERITY = {"informational": 1, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -46,6 +48,26 @@ def _copy(value):
     if isinstance(value, list):
         return [v if v.__class__ in _LEAVES else _copy(v) for v in value]
     return value
+
+
+# Everything alert_document reads of its trigger
+TRIGGER_FIELDS = ("@timestamp", "file", "observer", "source", "destination", *EVIDENCE)
+
+
+def trigger_snapshot(doc: dict) -> bytes | dict:
+    """What an alert about `doc` needs of it, as one bytes object, for a folded alert that is
+    written later. Holding the documents themselves kept one per fold alive (thousands of nested
+    dicts at a time) for the collector to rescan and to free long after, cold: 13% of `analyze`'s
+    CPU on the 1M-packet benchmark."""
+    part = {k: doc[k] for k in TRIGGER_FIELDS if k in doc}
+    try:
+        return orjson.dumps(part)
+    except TypeError:                        # a non-str key or a bignum (rare): a private copy
+        return _copy(part)
+
+
+def from_snapshot(snapshot: bytes | dict) -> dict:
+    return orjson.loads(snapshot) if snapshot.__class__ is bytes else snapshot
 
 
 def _addr(doc: dict, key: str) -> tuple[str, int] | None:

@@ -26,7 +26,7 @@ from typing import Callable
 import yaml
 
 from . import rule_facts
-from .alerts import RuleInfo, alert_document, ts_ns
+from .alerts import RuleInfo, alert_document, from_snapshot, trigger_snapshot, ts_ns
 from .ecs import get_path, timestamp
 from .sigma_codegen import generate_rule, generate_runner
 from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
@@ -97,7 +97,7 @@ class _Fold:
     window_end: str                          # ISO time: string order is time order
     first: str
     last: str
-    last_doc: dict
+    evidence: bytes | dict | None            # alerts.trigger_snapshot of the latest repeat
     group: str | None
     count: int = 0                            # repeats after the immediate alert
     ids: list[str] = field(default_factory=list)
@@ -457,7 +457,7 @@ class RuleEngine:
                 if not fold.count:
                     fold.first = now
                 fold.count += 1
-                fold.last, fold.last_doc = now, doc
+                fold.last, fold.evidence = now, trigger_snapshot(doc)
                 if len(fold.ids) < 20:
                     fold.ids.append(doc["event"].get("id", ""))
                 return
@@ -471,7 +471,7 @@ class RuleEngine:
             if not fold.count:
                 fold.first = now                # the folded alert spans the repeats it counts
             fold.count += 1
-            fold.last, fold.last_doc = now, doc
+            fold.last, fold.evidence = now, trigger_snapshot(doc)
             if len(fold.ids) < 20:
                 fold.ids.append(eid)
             return
@@ -483,7 +483,7 @@ class RuleEngine:
             if oldest is not None:
                 self._flush(self._folds.pop(oldest), out)
         end = timestamp(ts_ns(now) + rule.fold_ns)
-        self._folds[key] = _Fold(rule, level, end, now, now, doc, group)
+        self._folds[key] = _Fold(rule, level, end, now, now, None, group)   # evidence comes with a repeat
         self._seq += 1
         heapq.heappush(self._expiry, (end, self._seq, key))
         if self._next_expiry is None or end < self._next_expiry:
@@ -491,7 +491,7 @@ class RuleEngine:
 
     def _flush(self, fold: _Fold, out: list[dict]) -> None:
         if fold.count:
-            out.append(alert_document(fold.rule.info, fold.level, fold.last_doc, related_ids=fold.ids,
+            out.append(alert_document(fold.rule.info, fold.level, from_snapshot(fold.evidence), related_ids=fold.ids,
                                       count=fold.count, first=fold.first, last=fold.last,
                                       group=fold.group, folded=True))
 

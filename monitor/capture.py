@@ -18,7 +18,7 @@ from parsers.errors import ParseError
 from parsers.netlayers import Fragment, Skip, Udp, decode, transport
 from parsers.pcapfile import Numbered, Packet, Reader, Secrets
 
-from .datagram import Datagram
+from .datagram import TS_NS_MAX, TS_NS_MIN, Datagram
 from .ip_reassembly import Reassembler
 
 CHUNK = 1 << 20
@@ -192,6 +192,9 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                 frame += 1
                 frames += 1
                 nbytes += len(data)
+                if not TS_NS_MIN <= ts < TS_NS_MAX:
+                    _malformed(stats, "timestamp out of range (before 1970 or after 9998)")
+                    continue
                 r = decode(linktype, data, origlen)
                 if r.__class__ is Udp:
                     src, sport, dst, dport, payload = r
@@ -238,6 +241,10 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
                         r.payload, frame, path)
     _count_skip(r, stats)
     return None
+
+
+def _malformed(stats: CaptureStats, reason: str) -> None:
+    stats.malformed[reason] = stats.malformed.get(reason, 0) + 1
 
 
 def _count_skip(r: Skip, stats: CaptureStats) -> None:

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# Packet times documents can carry (ISO 8601 @timestamp, years 1970-9998: the last year is left
+# for time arithmetic such as rule windows). A capture frame outside is damaged, not a packet.
+TS_NS_MIN = 0
+TS_NS_MAX = 253_370_764_800 * 1_000_000_000      # 9999-01-01T00:00:00Z
+
 
 class Datagram(NamedTuple):
     """Immutable; a NamedTuple because one is built per packet (cheaper than a dataclass)."""

@@ -35,20 +35,23 @@ def _names(name: x509.Name, oid) -> list[str]:
 def x509_facts(der: bytes) -> dict:
     try:
         cert = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        # `cryptography` parses the outer structure only: a damaged name, serial, version or
+        # validity raises ValueError when first read, so these are read here too.
+        out: dict = {
+            "subject": {"common_name": _names(cert.subject, NameOID.COMMON_NAME),
+                        "organization": _names(cert.subject, NameOID.ORGANIZATION_NAME),
+                        "distinguished_name": cert.subject.rfc4514_string()},
+            "issuer": {"common_name": _names(cert.issuer, NameOID.COMMON_NAME),
+                       "distinguished_name": cert.issuer.rfc4514_string()},
+            "serial_number": format(cert.serial_number, "X"),
+            "version_number": str(cert.version.value + 1),
+            "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "hash": {"sha256": hashlib.sha256(der).hexdigest()},
+        }
+        self_signed = cert.subject == cert.issuer
+    except (ValueError, x509.InvalidVersion) as exc:
         return {"parse_error": str(exc)[:120], "hash": {"sha256": hashlib.sha256(der).hexdigest()}}
-    out: dict = {
-        "subject": {"common_name": _names(cert.subject, NameOID.COMMON_NAME),
-                    "organization": _names(cert.subject, NameOID.ORGANIZATION_NAME),
-                    "distinguished_name": cert.subject.rfc4514_string()},
-        "issuer": {"common_name": _names(cert.issuer, NameOID.COMMON_NAME),
-                   "distinguished_name": cert.issuer.rfc4514_string()},
-        "serial_number": format(cert.serial_number, "X"),
-        "version_number": str(cert.version.value + 1),
-        "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "hash": {"sha256": hashlib.sha256(der).hexdigest()},
-    }
     try:
         h = cert.signature_hash_algorithm
         out["signature_algorithm"] = (h.name if h is not None else cert.signature_algorithm_oid._name)
@@ -65,7 +68,7 @@ def x509_facts(der: bytes) -> dict:
         pass
     except ValueError:
         out["alternative_names_error"] = "unparseable"
-    out["self_signed"] = cert.subject == cert.issuer
+    out["self_signed"] = self_signed
     return out
 
 

@@ -20,6 +20,10 @@ Address = tuple[str, int]
 
 EXCHANGE_LIFETIME_NS = 247 * 1_000_000_000   # RFC 7252 §4.8.2
 NON_LIFETIME_NS = 145 * 1_000_000_000
+# A block that starts further than this beyond the body assembled so far is a gap, not zero-filled:
+# a Block option's number alone (up to 2**20 blocks of 1 KiB) must not make one packet allocate
+# up to a GiB. Memory then grows only with the bytes actually carried.
+MAX_BLOCK_HOLE = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -77,8 +81,12 @@ class _Assembly:
             self.body += payload
         elif offset < len(self.body):               # retransmitted or overlapping block
             self.body[offset:offset + len(payload)] = payload
-        else:
+        elif offset - len(self.body) <= MAX_BLOCK_HOLE:
             self.body += b"\0" * (offset - len(self.body)) + payload
+        else:                                       # far beyond the body: counted, not stored
+            self.gaps += 1
+            self.blocks += 1
+            return
         self.next_num = block.num + 1
         self.blocks += 1
 

@@ -1,8 +1,9 @@
 """CoAP message reader (RFC 7252, with RFC 7641 Observe and RFC 7959 Block options).
 
 `parse(data)` returns a `Message` or raises `Truncated`/`Malformed`; nothing else. Unknown
-options are kept as numbers with their raw value. Reserved token lengths (9-15) and the
-reserved option nibble 15 outside the payload marker are `Malformed`, unlike lenient stacks.
+options are kept as numbers with their raw value. Reserved token lengths (9-15), the
+reserved option nibble 15 outside the payload marker and Block1/Block2 values longer than
+3 bytes are `Malformed`, unlike lenient stacks.
 """
 from __future__ import annotations
 
@@ -228,7 +229,18 @@ def parse(data: bytes) -> Message:
     if code >> 5 in (1, 6, 7):
         raise Malformed(f"reserved code class {code >> 5}")
     options, payload = parse_options(data, end)
-    return Message(mtype, code, mid, token, options, payload)
+    msg = Message(mtype, code, mid, token, options, payload)
+    if msg._block1 is not None or msg._block2 is not None:
+        check_block_options(options)
+    return msg
+
+
+def check_block_options(options: tuple[tuple[int, bytes], ...]) -> None:
+    """Block1/Block2 values are 0-3 bytes (RFC 7959 §2.2); a longer one is `Malformed` (its
+    block number would address far beyond any body)."""
+    for number, value in options:
+        if (number == BLOCK1 or number == BLOCK2) and len(value) > 3:
+            raise Malformed(f"{OPTION_NAMES[number]} option of {len(value)} bytes (at most 3)")
 
 
 def parse_options(data: bytes, pos: int) -> tuple[tuple[tuple[int, bytes], ...], bytes]:

@@ -1,0 +1,195 @@
+"""Inputs found by the pipeline fuzz campaign (scripts/fuzz_pipeline.py) that crashed the
+pipeline, each kept as its (minimised) reproducer bytes. Every run goes through the full
+pipeline with the rule engine and through the NDJSON encoder, as the campaign does."""
+from __future__ import annotations
+
+import os
+import struct
+
+from monitor.analyze import ListSink, analyze_files
+from monitor.datagram import Datagram
+from monitor.keys import KeyStore, OscoreContextConfig
+from monitor.oscore_context import Context
+from monitor.pipeline import Pipeline, PipelineConfig
+from monitor.rule_engine import RuleEngine
+from monitor.sinks import dumps_line
+from parsers import coap, oscore
+from parsers.pcapfile import Packet, Reader
+
+from captures import PCAPS
+
+h = bytes.fromhex
+CLIENT, SERVER = ("127.0.0.1", 59918), ("127.0.0.1", 5683)
+
+
+def dgram(src, dst, payload: bytes, frame: int, ts_ns: int = 1_438_467_350_183_321_000) -> Datagram:
+    return Datagram(ts_ns + frame * 1000, src[0], src[1], dst[0], dst[1], payload, frame, "fuzz")
+
+
+def run(datagrams, keys: KeyStore | None = None) -> tuple[Pipeline, list[dict]]:
+    p = Pipeline(PipelineConfig(keys=keys or KeyStore(), rules=RuleEngine.from_cli()))
+    docs: list[dict] = []
+    for d in datagrams:
+        docs += p.feed(d)
+    docs += p.close()
+    for doc in docs:
+        assert doc["event"]["dataset"]
+        dumps_line(doc)
+    return p, docs
+
+
+def anomalies(docs: list[dict]) -> list[str]:
+    return [d["event"]["reason"] for d in docs if d["event"]["dataset"] == "coap.anomaly"]
+
+
+# ------------------------------------------------------------------ Block options (RFC 7959)
+
+def test_block2_option_of_20_bytes_is_an_anomaly_not_an_overflow():
+    """coap-cbor.pcap frames 79/80, the response given a 20-byte Block2 option: its block
+    number made `_Assembly.add` zero-fill to an offset beyond any index (OverflowError)."""
+    request = h("44020c63d19796e8c13cfffbfff0000000000000")
+    answer = h("64850c63d19796e8dd0a076c062b4279b653a2f7c54c14e024022222476561")
+    p, docs = run([dgram(CLIENT, SERVER, request, 79), dgram(SERVER, CLIENT, answer, 80)])
+    assert anomalies(docs) == ["Block2 option of 20 bytes (at most 3)"]
+    assert p.stats.decode_errors["coap-malformed"] == 1
+
+
+def test_block1_option_of_4_bytes_is_an_anomaly_not_a_memory_error():
+    """rules-oscore-replay.pcap frame 1 mutated: Block1 ffffffff asked for a 256 GiB body."""
+    payload = h("4202f3ba081ad40effffffffff4e05a6281512986c37778ad6649def924848eb142081dd086ff77c3ea120c3e1cc"
+                "ec88f0fd0695993f2153ead04fcfa2f973533dfbffb9cf6a118fb941c49347c705bf90b8")
+    p, docs = run([dgram(("127.0.0.1", 57130), ("127.0.0.1", 5713), payload, 1)])
+    assert docs == [] and p.stats.other_udp == 1          # not CoAP on another port: ignored
+    _, docs = run([dgram(("127.0.0.1", 57130), ("127.0.0.1", 5683), payload, 1)])
+    assert anomalies(docs) == ["Block1 option of 4 bytes (at most 3)"]      # on a CoAP port: reported
+
+
+def _block_exchange(first_num_second: int) -> list[Datagram]:
+    """GET /5/0/0 answered block-wise: block 0 (more) then block `first_num_second` (last)."""
+    path = [(coap.URI_PATH, b"5"), (coap.URI_PATH, b"0"), (coap.URI_PATH, b"0")]
+    out = []
+    for k, num in enumerate((0, first_num_second)):
+        more = 8 if k == 0 else 0
+        block = coap.encode_option_uint(num << 4 | more | 6)          # SZX 6: 1024-byte blocks
+        req = coap.Message(coap.CON, coap.GET, 10 + k, b"\x07" + bytes([k]), tuple(path)
+                           + (((coap.BLOCK2, coap.encode_option_uint(num << 4 | 6)),) if k else ()), b"")
+        resp = coap.Message(coap.ACK, 0x45, 10 + k, req.token,
+                            ((coap.CONTENT_FORMAT, coap.encode_option_uint(42)), (coap.BLOCK2, block)),
+                            bytes([k + 1]) * (1024 if k == 0 else 10))
+        out += [dgram(CLIENT, SERVER, coap.serialize(req), 2 * k + 1),
+                dgram(SERVER, CLIENT, coap.serialize(resp), 2 * k + 2)]
+    return out
+
+
+def test_a_block_far_beyond_the_body_is_not_zero_filled():
+    """A valid 3-byte Block2 number (here 4096: a 4 MiB hole; up to 2**20 blocks = 1 GiB) made
+    one packet allocate the hole as zeros. Now such a block is a gap: not stored."""
+    _, docs = run(_block_exchange(4096))
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    assert op["file"]["size"] == 1024
+    assert op["lwm2m"]["values"][0]["value"]["size"] == 1024
+
+
+def test_a_block_just_after_a_small_gap_is_still_placed_at_its_offset():
+    _, docs = run(_block_exchange(3))
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    assert op["file"]["size"] == 3 * 1024 + 10
+
+
+def test_oscore_inner_block2_of_4_bytes_is_a_malformed_plaintext_not_a_crash():
+    """The same Block option check applies to the inner (decrypted) message of OSCORE, which
+    the pipeline merges into the CoAP message without going through `coap.parse`."""
+    cfg = OscoreContextConfig(h("00112233445566778899aabbccddeeff"), h("a1a2a3a4"), None, client_id=h("c1"),
+                              server_id=h("5e"))
+    ctx = Context.derive(cfg)
+    piv = b"\x01"
+    aad = oscore.aad(10, cfg.client_id, piv)
+    inner = bytes([coap.GET]) + coap.serialize_options([(coap.URI_PATH, b"5"), (coap.URI_PATH, b"0")])
+    req = coap.Message(coap.CON, coap.FETCH, 1, b"\x01",
+                       ((coap.OSCORE, oscore.encode_option(oscore.Option(piv, cfg.client_id, None))),),
+                       ctx.seal(True, ctx.nonce(cfg.client_id, piv), aad, inner))
+    inner_resp = bytes([0x45]) + coap.serialize_options([(coap.BLOCK2, h("ffffff0e"))]) + b"\xff" + b"x" * 16
+    resp = coap.Message(coap.ACK, 0x44, 1, b"\x01", ((coap.OSCORE, b""),),
+                        ctx.seal(False, ctx.nonce(cfg.client_id, piv), aad, inner_resp))
+    p, docs = run([dgram(CLIENT, SERVER, coap.serialize(req), 1), dgram(SERVER, CLIENT, coap.serialize(resp), 2)],
+                  KeyStore(oscore=[cfg]))
+    assert (p.oscore.stats["decrypted"], p.oscore.stats["malformed"]) == (1, 1)
+    assert p.stats.oscore_undecrypted == 1
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    assert (op["event"]["action"], op["event"]["outcome"]) == ("read", "unknown")   # request kept, answer unread
+
+
+# ------------------------------------------------------------------ capture timestamps
+
+def _pcapng(packets: list[tuple[int, bytes]], tsoffset_s: int = 0) -> bytes:
+    """A little-endian pcapng: one Ethernet interface (with if_tsoffset when given), one EPB per
+    (microseconds, frame)."""
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
+    opts = struct.pack("<HHq", 14, 8, tsoffset_s) + struct.pack("<HH", 0, 0) if tsoffset_s else b""
+    idb_len = 20 + len(opts)
+    idb = struct.pack("<IIHHI", 1, idb_len, 1, 0, 0) + opts + struct.pack("<I", idb_len)
+    out = shb + idb
+    for ts_us, frame in packets:
+        pad = b"\0" * (-len(frame) % 4)
+        blen = 32 + len(frame) + len(pad)
+        out += struct.pack("<IIIIIII", 6, blen, 0, ts_us >> 32, ts_us & 0xFFFFFFFF, len(frame), len(frame))
+        out += frame + pad + struct.pack("<I", blen)
+    return out
+
+
+def _frames() -> list[Packet]:
+    with open(os.path.join(PCAPS, "leshan-nosec-operations.pcap"), "rb") as fh:
+        return [r for r in Reader().feed(fh.read()) if isinstance(r, Packet)][:2]  # Register, 2.01
+
+
+def _analyze(tmp_path, data: bytes):
+    path = tmp_path / "damaged.pcapng"
+    path.write_bytes(data)
+    sink = ListSink()
+    res = analyze_files([str(path)], PipelineConfig(rules=RuleEngine.from_cli()), [sink])
+    for doc in sink.docs:
+        dumps_line(doc)
+    return res, sink.docs
+
+
+def test_frame_time_after_year_9999_is_a_malformed_frame_not_a_crash(tmp_path):
+    """leshan-thermostat-readings.pcapng with damaged blocks gave a packet of the year 216664:
+    building the document's @timestamp raised ValueError and ended the run."""
+    register, created = _frames()
+    damaged = (0xFFFFFFFF << 32) | 0x12345678                  # a damaged high timestamp word
+    res, docs = _analyze(tmp_path, _pcapng([(damaged, register.data), (register.ts_ns // 1000, register.data),
+                                            (created.ts_ns // 1000, created.data)]))
+    assert res.capture.malformed == {"timestamp out of range (before 1970 or after 9998)": 1}
+    assert res.capture.frames == 3
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]   # the run goes on
+    assert (op["event"]["action"], op["event"]["outcome"]) == ("register", "success")
+
+
+def test_negative_interface_time_offset_is_a_malformed_frame_not_a_crash(tmp_path):
+    """if_tsoffset is signed: a damaged one put packets before year 1 (ValueError/OverflowError)."""
+    register, created = _frames()
+    res, docs = _analyze(tmp_path, _pcapng([(register.ts_ns // 1000, register.data),
+                                            (created.ts_ns // 1000, created.data)], tsoffset_s=-(1 << 62)))
+    assert res.capture.malformed == {"timestamp out of range (before 1970 or after 9998)": 2}
+    assert docs == []
+
+
+# ------------------------------------------------------------------ peer certificates
+
+def test_certificate_with_an_undecodable_issuer_is_a_parse_error_not_a_crash():
+    """dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.pcap with one byte of the server certificate's
+    issuer CN changed (UTF8String 'lwm2m-s\\xe4rver.test'): `cryptography` loads the
+    certificate and raises ValueError only when the issuer is read, which escaped
+    `x509_facts` and ended the run."""
+    from monitor.capture import CaptureStats, read_files
+    from monitor.keys import load
+
+    path = os.path.join(PCAPS, "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.pcap")
+    dgrams = list(read_files([path], CaptureStats()))
+    issuer = b"\x0c\x11lwm2m-server.test0\x1e"        # UTF8String CN, then the validity SEQUENCE
+    (i,) = [k for k, d in enumerate(dgrams) if issuer in d.payload]                 # the Certificate
+    dgrams[i] = dgrams[i]._replace(payload=dgrams[i].payload.replace(issuer, b"\x0c\x11lwm2m-s\xe4rver.test0\x1e"))
+    _, docs = run(dgrams, load(os.path.join(PCAPS, "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.keys.yaml")))
+    (hs,) = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
+    x509 = hs["tls"]["server"]["x509"]
+    assert "issuer" in x509["parse_error"] and len(x509["hash"]["sha256"]) == 64

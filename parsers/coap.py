@@ -71,9 +71,13 @@ class Block:
         return self.num * self.size
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Message:
-    """One CoAP message as on the wire. `options` keeps wire order as (number, value) pairs."""
+    """One CoAP message as on the wire. `options` keeps wire order as (number, value) pairs.
+
+    Not frozen, and its own `__init__`: one is built per packet, and a frozen dataclass's
+    generated `__init__` (interpreted, even in the compiled build, one `object.__setattr__` per
+    field) cost more than the parse itself. Nothing assigns to a message after it is built."""
 
     type: int
     code: int
@@ -82,20 +86,27 @@ class Message:
     options: tuple[tuple[int, bytes], ...]
     payload: bytes
     # Options every layer above asks for, decoded once here (the per-packet hot path).
-    _path: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
-    _query: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
-    _cf: int | None = field(init=False, repr=False, compare=False, default=None)
-    _observe: int | None = field(init=False, repr=False, compare=False, default=None)
-    _accept: int | None = field(init=False, repr=False, compare=False, default=None)
-    _oscore: bytes | None = field(init=False, repr=False, compare=False, default=None)
-    _block1: bytes | None = field(init=False, repr=False, compare=False, default=None)
-    _block2: bytes | None = field(init=False, repr=False, compare=False, default=None)
+    _path: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _query: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _cf: int | None = field(init=False, repr=False, compare=False)
+    _observe: int | None = field(init=False, repr=False, compare=False)
+    _accept: int | None = field(init=False, repr=False, compare=False)
+    _oscore: bytes | None = field(init=False, repr=False, compare=False)
+    _block1: bytes | None = field(init=False, repr=False, compare=False)
+    _block2: bytes | None = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(self, type: int, code: int, mid: int, token: bytes,
+                 options: tuple[tuple[int, bytes], ...], payload: bytes) -> None:
+        self.type = type
+        self.code = code
+        self.mid = mid
+        self.token = token
+        self.options = options
+        self.payload = payload
         path: list[str] = []
         query: list[str] = []
         cf = observe = accept = oscore = block1 = block2 = None
-        for n, v in self.options:
+        for n, v in options:
             if n == URI_PATH:
                 path.append(v.decode("utf-8", "replace"))
             elif n == URI_QUERY:
@@ -112,15 +123,14 @@ class Message:
                 block2 = v
             elif n == BLOCK1 and block1 is None:
                 block1 = v
-        setter = object.__setattr__
-        setter(self, "_path", tuple(path))
-        setter(self, "_query", tuple(query))
-        setter(self, "_cf", cf)
-        setter(self, "_observe", observe)
-        setter(self, "_accept", accept)
-        setter(self, "_oscore", oscore)
-        setter(self, "_block1", block1)
-        setter(self, "_block2", block2)
+        self._path = tuple(path)
+        self._query = tuple(query)
+        self._cf = cf
+        self._observe = observe
+        self._accept = accept
+        self._oscore = oscore
+        self._block1 = block1
+        self._block2 = block2
 
     # --- codes -------------------------------------------------------------------------
     @property

@@ -177,7 +177,8 @@ class _Builder:
                 kind = model_type
         elif kind == "opaque":
             raw, value = bytes(value), bytes(value).hex()
-        elif kind == "objlnk" and not _OBJLNK_TEXT.fullmatch(value):
+        elif kind == "objlnk" and not _OBJLNK_TEXT.fullmatch(value) and not (res is not None and res.secret):
+            # (a key resource's value, however encoded, is added and so redacted, never quoted)
             self.fail(f"{_path_text(ids)}: object link {value!r} is not OID:IID")
             return
         self.add(ids, kind, value, raw, timestamp)

@@ -79,6 +79,10 @@ ERICSSON_SALT = bytes.fromhex("9e7ca92223786340")
 CONTENT_FORMATS = [0, 40, 42, 50, 60, 110, 112, 11542, 11543, 11544, 1, 65535, 65000, 16]
 COAP_PORTS = [5683, 5684, 5685, 5686, 5783, 40000, 56830, 0]
 MIN_SECRET = 4          # shorter secrets would match output bytes by chance
+# Canary keys every run's key store holds (one binary, one printable), so that captures without
+# a keys file also get secrets written into Security/OSCORE resources and looked for in output.
+CANARIES = {b"fuzz-canary-bin": bytes.fromhex("c4a9a17e0b5ec7e7f00dfacec4a9a17e"),
+            b"fuzz-canary-text": b"canary-PSK-q8XzW3"}
 
 
 class Hang(Exception):
@@ -116,6 +120,8 @@ class Target:
             keys.psks[GOLIOTH_ID] = Psk(GOLIOTH_ID, bytes.fromhex(psk))
         elif psk:
             keys.psks[b"test"] = Psk(b"test", bytes.fromhex(psk))
+        for ident, key in CANARIES.items():
+            keys.psks[ident] = Psk(ident, key)
         if self.name.startswith("Interop6"):
             for idc in (None, bytes.fromhex("37cbf3210017a2d3")):
                 keys.oscore.append(OscoreContextConfig(ERICSSON_SECRET, ERICSSON_SALT, idc, b"", b"\x01"))
@@ -195,10 +201,10 @@ def _decrypt_oscore(dgrams: list[Datagram], keys: KeyStore) -> dict:
     return out
 
 
-def mutate_plaintext(rng: random.Random, plain: bytes, targets: list) -> tuple[bytes, str]:
+def mutate_plaintext(rng: random.Random, plain: bytes, targets: list, secrets=()) -> tuple[bytes, str]:
     """An OSCORE inner plaintext (code, Class E options, payload) mutated."""
     what = rng.choice(["code", "inject", "remove", "cf", "payload", "payload", "structured", "flip",
-                       "truncate", "raw-options"])
+                       "truncate", "raw-options", "secret", "secret"])
     code = plain[:1]
     try:
         opts, body = coap.parse_options(plain, 1)
@@ -224,6 +230,12 @@ def mutate_plaintext(rng: random.Random, plain: bytes, targets: list) -> tuple[b
         return _flip(rng, plain), "inner-flip"
     elif what == "truncate":
         return plain[:rng.randrange(len(plain) + 1)], "inner-truncate"
+    elif what == "secret" and secrets and code[0] >> 5 == 0:      # requests: their path says what is written
+        path, cf, body, enc = secret_payload(rng, rng.choice(secrets))
+        opts = [o for o in opts if o[0] not in (coap.URI_PATH, coap.CONTENT_FORMAT)]
+        opts += [(coap.URI_PATH, p.encode()) for p in path] + [(coap.CONTENT_FORMAT, coap.encode_option_uint(cf))]
+        code = bytes([coap.PUT if len(path) == 3 else rng.choice([coap.PUT, coap.POST])])
+        return code + coap.serialize_options(opts) + b"\xff" + body, "inner-secret-" + enc
     elif what == "raw-options":
         raw = coap.serialize_options(opts) + rng.randbytes(rng.randint(1, 5))
         return code + raw + (b"\xff" + body if body else b""), "inner-raw-options"
@@ -236,7 +248,7 @@ def reseal(rng: random.Random, target: Target, dgrams: list[Datagram], targets: 
         return None
     n = rng.choice(sorted(sealed))
     ctx, client_sent, nonce, aad, plain = sealed[n]
-    new, what = mutate_plaintext(rng, plain, targets)
+    new, what = mutate_plaintext(rng, plain, targets, secrets_of(target.keystore()))
     ct = ctx.seal(client_sent, nonce, aad, new)
     head, msg, opts = _coap_split(dgrams[n].payload)
     dgrams[n] = dgrams[n]._replace(payload=head + opts + b"\xff" + ct)
@@ -297,9 +309,10 @@ def _replace_options(payload: bytes, options: list[tuple[int, bytes]], body: byt
 class Mutator:
     """Datagram-level operators. Each returns a description (for the reproducer) or None."""
 
-    def __init__(self, rng: random.Random, targets: list[Target]):
+    def __init__(self, rng: random.Random, targets: list[Target], secrets: list[bytes] = ()):
         self.rng = rng
         self.targets = targets
+        self.secrets = list(secrets)
 
     def pick(self, dgrams, pred=None):
         idx = [i for i, d in enumerate(dgrams) if pred is None or pred(d)]
@@ -540,6 +553,24 @@ class Mutator:
         self.set_payload(d, i, _replace_options(d[i].payload, list(msg.options), body))
         return f"payload[{i}]={body[:16].hex()}{'...' if len(body) > 16 else ''}"
 
+    def op_secret_write(self, d):
+        """A request becomes a write of one of the run's secrets into a Security/OSCORE resource."""
+        if not self.secrets:
+            return None
+        i = self.pick(d, lambda x: (s := _coap_split(x.payload)) is not None and s[1].is_request)
+        if i is None:
+            return None
+        rng = self.rng
+        path, cf, body, enc = secret_payload(rng, rng.choice(self.secrets))
+        head, msg, _ = _coap_split(d[i].payload)
+        # POST on a resource path is an Execute, not a write: POST only on an instance
+        head = bytes([head[0], coap.PUT if len(path) == 3 else rng.choice([coap.PUT, coap.POST])]) + head[2:]
+        opts = [o for o in msg.options if o[0] not in (coap.URI_PATH, coap.CONTENT_FORMAT)]
+        opts += [(coap.URI_PATH, p.encode()) for p in path]
+        opts.append((coap.CONTENT_FORMAT, coap.encode_option_uint(cf)))
+        self.set_payload(d, i, head + coap.serialize_options(opts) + b"\xff" + body)
+        return f"secret-write[{i}]/{'/'.join(path)}:{cf}:{enc}"
+
     def op_token(self, d):
         i = self.pick(d, lambda x: len(x.payload) >= 4 and x.payload[0] >> 6 == 1)
         if i is None:
@@ -623,9 +654,54 @@ def _json(rng):
 
 
 STRUCTURED = [_tlv, _cbor, _json, lambda rng: _cbor(rng) + _cbor(rng)]
+
+# Where LwM2M carries key material (monitor/objects.py SECRET_RESOURCES), and how.
+SECRET_PATHS = [(0, 5), (0, 3), (0, 4), (0, 8), (21, 0), (21, 5)]
+
+
+def secret_payload(rng: random.Random, secret: bytes) -> tuple[tuple[str, ...], int, bytes, str]:
+    """A write of `secret` into a Security/OSCORE resource in one of the LwM2M encodings:
+    (Uri-Path, Content-Format, payload, description)."""
+    import cbor2
+    oid, rid = rng.choice(SECRET_PATHS)
+    iid = rng.choice([0, 1, 7])
+    deep = rng.random() < 0.5                  # request path down to the resource, or the instance
+    path = (str(oid), str(iid)) + ((str(rid),) if deep else ())
+    text = secret.decode("utf-8", "replace")
+    enc = rng.choice(["tlv", "senml-vd", "senml-vs", "senml-vlo", "senml-v", "senml-cbor", "lwm2m-cbor",
+                      "cbor", "text-b64", "text-hex", "opaque", "lwm2m-json", "tlv-bad"])
+    b64 = base64.b64encode(secret).decode()
+    if enc.startswith("tlv"):
+        value = secret if enc == "tlv" else secret[:-1]
+        body = bytes([0xC8, rid, len(value)]) if len(value) < 256 else bytes([0xD0, rid]) + len(value).to_bytes(2, "big")
+        body += value
+        if enc == "tlv-bad":
+            body = body[:2] + bytes([len(secret)]) + value     # length one byte beyond the value
+        return path, 11542, body, enc
+    if enc.startswith("senml-") and enc != "senml-cbor":
+        label = enc[6:]
+        value = {"vd": base64.urlsafe_b64encode(secret).decode().rstrip("="), "vs": text,
+                 "vlo": rng.choice([text, secret.hex()]), "v": rng.choice([text, secret.hex()])}[label]
+        rec = {"bn": f"/{oid}/{iid}/", "n": str(rid), label: value}
+        return path, 110, json.dumps([rec]).encode(), enc
+    if enc == "senml-cbor":
+        return path, 112, cbor2.dumps([{-2: f"/{oid}/{iid}/", 0: str(rid), 8: secret}]), enc
+    if enc == "lwm2m-cbor":
+        return path, 11544, cbor2.dumps({oid: {iid: {rid: rng.choice([secret, text])}}}), enc
+    if enc == "lwm2m-json":
+        return path, 11543, json.dumps({"bn": f"/{oid}/{iid}/", "e": [{"n": str(rid), "sv": text}]}).encode(), enc
+    full = (str(oid), str(iid), str(rid))
+    if enc == "cbor":
+        return full, 60, cbor2.dumps(rng.choice([secret, text])), enc
+    if enc == "text-b64":
+        return full, 0, b64.encode(), enc
+    if enc == "text-hex":
+        return full, 0, secret.hex().encode(), enc
+    return full, 42, secret, enc
 DATAGRAM_OPS = ["flip", "truncate", "duplicate", "reorder", "drop", "splice_capture", "splice_bytes",
                 "dtls_records", "coap_options", "payload", "token", "ports", "time",
-                "dtls_records", "coap_options", "coap_options", "payload", "splice_capture"]   # weights
+                "dtls_records", "coap_options", "coap_options", "payload", "splice_capture",   # weights
+                "secret_write", "secret_write"]
 
 
 def mutate_datagrams(rng: random.Random, target: Target, targets: list[Target]) -> tuple[list[Datagram], list[str]]:
@@ -641,7 +717,7 @@ def mutate_datagrams(rng: random.Random, target: Target, targets: list[Target]) 
     if len(dgrams) > 400 and rng.random() < 0.8:        # large captures: a window
         a = rng.randrange(len(dgrams) - 200)
         dgrams = dgrams[a:a + rng.randint(50, 400)]
-    m = Mutator(rng, targets)
+    m = Mutator(rng, targets, secrets_of(target.keystore()))
     for _ in range(rng.choice([1, 1, 2, 3, 4, 6, 10])):
         name = rng.choice(DATAGRAM_OPS)
         desc = getattr(m, "op_" + name)(dgrams)
@@ -864,10 +940,12 @@ def check(out: Outcome) -> list[tuple[str, str]]:
                 line_start = blob.rfind(b"\n", 0, at) + 1
                 line = blob[line_start:blob.find(b"\n", at)]
                 ds = re.search(rb'"dataset":"([^"]+)"', line)
+                keys_before = re.findall(rb'"([A-Za-z0-9_@.]+)":', line[:at - line_start])
+                field = keys_before[-1].decode() if keys_before else "?"
                 src = "harvested" if any(p_.key == s and p_.source == "harvested" for p_ in out.keys.psks.values()) \
                     or any(c.source == "harvested" and s in (c.master_secret, c.master_salt) for c in out.keys.oscore) \
                     else "configured"
-                found.append((f"leak:{form}:{src}:{ds.group(1).decode() if ds else '?'}",
+                found.append((f"leak:{src}:{ds.group(1).decode() if ds else '?'}:{field}",
                               f"{len(s)}-byte secret ({src}) in output as {form}: ...{line[max(0, at - line_start - 80):at - line_start + 40 + len(needle)].decode('utf-8', 'replace')}..."))
                 break
     return found

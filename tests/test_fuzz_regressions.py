@@ -193,3 +193,22 @@ def test_certificate_with_an_undecodable_issuer_is_a_parse_error_not_a_crash():
     (hs,) = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
     x509 = hs["tls"]["server"]["x509"]
     assert "issuer" in x509["parse_error"] and len(x509["hash"]["sha256"]) == 64
+
+
+# ------------------------------------------------------------------ secrets in output
+
+def test_secret_sent_as_senml_object_link_is_redacted_not_quoted_in_the_decode_error():
+    """A bootstrap write of /0/1/5 (Secret Key) whose SenML record carries the key as an object
+    link ("vlo") that is not OID:IID: the decode error quoted the value, so the key reached
+    `lwm2m.decode_error` in clear. It is now redacted like any other encoding of the key."""
+    psk = b"canary-PSK-q8XzW3"
+    req = coap.Message(coap.CON, coap.PUT, 7, b"\x42",
+                       ((coap.URI_PATH, b"0"), (coap.URI_PATH, b"1"), (coap.CONTENT_FORMAT, coap.encode_option_uint(110))),
+                       b'[{"bn": "/0/1/", "n": "5", "vlo": "' + psk + b'"}]')
+    resp = coap.Message(coap.ACK, 0x44, 7, b"\x42", (), b"")
+    _, docs = run([dgram(CLIENT, SERVER, coap.serialize(req), 1), dgram(SERVER, CLIENT, coap.serialize(resp), 2)])
+    out = b"".join(dumps_line(d) for d in docs)
+    assert psk not in out and psk.hex().encode() not in out
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    (value,) = op["lwm2m"]["values"]
+    assert value["path"] == "/0/1/5" and value["value"]["redacted"] is True

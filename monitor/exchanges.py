@@ -34,6 +34,9 @@ class Carrier:
     fields: dict | None = None              # merged into events (tls.*, dtls.*, oscore.*, lwm2m.identity)
 
 
+PLAIN = Carrier()                           # plain CoAP: one shared instance (never modified)
+
+
 @dataclass(slots=True, eq=False)          # identity semantics: exchanges are tracked objects
 class Exchange:
     request: coap.Message

@@ -31,12 +31,19 @@ CLIENT_ROOTS = {"rd", "bs", "dp", "bspack"}
 WRITE_ATTRIBUTE_NAMES = {"pmin", "pmax", "gt", "lt", "st", "epmin", "epmax", "edge", "con", "hqmax", "dim"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Operation:
     action: str | None          # None: CoAP traffic that is not an LwM2M operation
     interface: str | None
     path: str                   # LwM2M path (/O/I/R/RI) or "/" ; for client requests the CoAP path
     client_request: bool        # sent by the LwM2M client
+
+    # one per exchange: a compiled __init__ (a frozen dataclass's runs interpreted, a call per field)
+    def __init__(self, action: str | None, interface: str | None, path: str, client_request: bool) -> None:
+        self.action = action
+        self.interface = interface
+        self.path = path
+        self.client_request = client_request
 
 
 def lwm2m_path(segments: tuple[str, ...]) -> str | None:

@@ -16,7 +16,7 @@ from parsers.errors import ParseError
 from . import lwm2m_events as events
 from .datagram import Datagram
 from .ecs import Address
-from .exchanges import Carrier, Exchange, ExchangeMatcher, FlowState
+from .exchanges import PLAIN, Carrier, Exchange, ExchangeMatcher, FlowState
 from .keys import KeyStore, OscoreContextConfig
 from .operations import INTERFACE, classify, is_client_request, lwm2m_path, query_params
 from .registrations import DEFAULT_LIFETIME, Registration, Registry
@@ -142,9 +142,9 @@ class Pipeline:
                     else:
                         self.stats.dtls_non_coap += 1        # other applications over DTLS
         elif dgram.dst_port in self._coap_ports or dgram.src_port in self._coap_ports:
-            self._coap(dgram, payload, Carrier(), out)     # CoAP port: anything else is malformed
+            self._coap(dgram, payload, PLAIN, out)         # CoAP port: anything else is malformed
         elif coap.looks_like_coap(payload) and self._parses(payload):
-            self._coap(dgram, payload, Carrier(), out)     # CoAP found by content on another port
+            self._coap(dgram, payload, PLAIN, out)         # CoAP found by content on another port
         else:
             self.stats.other_udp += 1
         if self._evicted:

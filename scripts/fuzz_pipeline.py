@@ -10,8 +10,11 @@ Mutations (several per case, chosen by the case's seed):
     of other captures into the stream, splicing byte ranges of two datagrams, DTLS records
     inside a datagram (drop / duplicate / swap / transplant / header fields), CoAP option bytes
     (random option bytes, extended nibbles, injected options, Content-Format swaps), payload
-    replacement, token length, OSCORE option bytes, ports/addresses, timestamps;
-    these run through `analyze.drive`.
+    replacement, token length, OSCORE option bytes, ports/addresses, timestamps, and writes of
+    the run's secrets into Security/OSCORE resources (/0/i/3,4,5,8, /21/i/0,5) in every LwM2M
+    encoding; OSCORE messages the keys open are decrypted, their inner message mutated the same
+    ways and re-protected (so the layers behind the AEAD are reached); these run through
+    `analyze.drive`.
   file level: corrupting bytes of the pcap/pcapng file (random and at record/block headers,
     link types, length fields), truncating it, dropping/duplicating blocks, appending another
     file (gzip files are mutated inside and re-compressed, or corrupted compressed); the file
@@ -21,7 +24,8 @@ A finding is: an exception escaping; a run taking longer than --timeout seconds;
 `dumps_line` cannot encode; a document without `event.dataset`; fewer documents out than the
 pipeline counted (an event lost); any output (the NDJSON bytes and the capture errors)
 containing a secret of the run (PSKs, OSCORE master secrets and salts, key-log secrets, keys
-harvested from cleartext bootstrap) in raw, lower/upper hex or base64 form. Each distinct
+harvested from cleartext bootstrap, and two canary PSKs every run's key store holds) in raw,
+lower/upper hex or base64 form. Each distinct
 finding (by signature) is printed on one line and its reproducer (minimised by dropping
 datagrams while the same signature still shows) saved under --out as JSON (datagrams as hex)
 plus, for file-level cases, the mutated capture file. The campaign carries on after a finding.

@@ -33,6 +33,25 @@ TYPES = {
 # (object, resource) pairs whose values are keying material: Security Public Key or Identity,
 # Server Public Key, Secret Key, SMS Binding Secret Keys; OSCORE Master Secret, Master Salt.
 SECRET_RESOURCES = frozenset({(0, 3), (0, 4), (0, 5), (0, 8), (21, 0), (21, 5)})
+# Objects that hold credentials (Security, OSCORE): a resource of theirs the model does not
+# define (a later TS version, a vendor extension, a damaged path) is treated as secret too.
+CREDENTIAL_OBJECTS = frozenset({0, 21})
+
+
+def is_secret(object_id: int, resource_id: int, resource: ResourceDef | None) -> bool:
+    """Whether values of this resource are keying material, redacted in every output."""
+    if resource is None:
+        return object_id in CREDENTIAL_OBJECTS or (object_id, resource_id) in SECRET_RESOURCES
+    return resource.secret
+
+
+def is_secret_path(path: str, model: ObjectModel) -> bool:
+    """`is_secret` for an LwM2M path text (`/O/I/R[/RI]`); False for shorter or other paths."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 3 or not all(p.isdigit() for p in parts[:3]):
+        return False
+    oid, rid = int(parts[0]), int(parts[2])
+    return is_secret(oid, rid, model.resource(oid, rid))
 
 
 class ObjectModelError(ValueError):

@@ -5,7 +5,7 @@ cannot read gives a `DecodedPayload` whose `error` says why, with whatever value
 before the problem. Types come from the object model when the format carries none (TLV,
 text/plain) or an ambiguous one (a SenML number); a resource the model does not know is typed
 by its encoding, and in TLV (no encoding types at all) it is opaque. Secret resources (see
-`objects.SECRET_RESOURCES`) carry `redact()`'s digest as their value; their bytes stay in
+`objects.is_secret`) carry `redact()`'s digest as their value; their bytes stay in
 `Value.raw`, which is never printed, so the pipeline can harvest provisioned keys.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from parsers import content_formats as cf
 from parsers.errors import ParseError
 from parsers.linkformat import Link
 
-from .objects import ObjectModel, ResourceDef
+from .objects import ObjectModel, ResourceDef, is_secret
 
 _PATH = re.compile(r"/?([0-9]{1,5})(?:/([0-9]{1,5}))?(?:/([0-9]{1,5}))?(?:/([0-9]{1,5}))?/?")
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
@@ -132,13 +132,17 @@ class _Builder:
     def resource(self, ids: tuple[int, ...]) -> ResourceDef | None:
         return self.model.resource(ids[0], ids[2]) if len(ids) >= 3 else None
 
+    @staticmethod
+    def secret(ids: tuple[int, ...], res: ResourceDef | None) -> bool:
+        return len(ids) >= 3 and is_secret(ids[0], ids[2], res)
+
     def add(self, ids: tuple[int, ...] | None, type_: str, value: object, raw: bytes | None,
             timestamp=None) -> None:
         if ids is None or len(ids) < 3:
             self.fail(f"value without a resource path: {_path_text(ids)}")
             return
         res = self.resource(ids)
-        secret = res is not None and res.secret
+        secret = self.secret(ids, res)
         if isinstance(value, float) and not math.isfinite(value):
             value = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
         if secret:
@@ -177,7 +181,7 @@ class _Builder:
                 kind = model_type
         elif kind == "opaque":
             raw, value = bytes(value), bytes(value).hex()
-        elif kind == "objlnk" and not _OBJLNK_TEXT.fullmatch(value) and not (res is not None and res.secret):
+        elif kind == "objlnk" and not _OBJLNK_TEXT.fullmatch(value) and not self.secret(ids, res):
             # (a key resource's value, however encoded, is added and so redacted, never quoted)
             self.fail(f"{_path_text(ids)}: object link {value!r} is not OID:IID")
             return

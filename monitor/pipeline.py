@@ -18,7 +18,9 @@ from .datagram import Datagram
 from .ecs import Address
 from .exchanges import PLAIN, Carrier, Exchange, ExchangeMatcher, FlowState
 from .keys import KeyStore, OscoreContextConfig
+from .objects import is_secret_path
 from .operations import INTERFACE, classify, is_client_request, lwm2m_path, query_params
+from .oscore_tracker import MALFORMED_PLAINTEXT
 from .registrations import DEFAULT_LIFETIME, Registration, Registry
 
 LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5686})
@@ -298,6 +300,9 @@ class Pipeline:
         out.extend(res.documents)
         if res.inner is None:
             self.stats.oscore_undecrypted += 1
+            if res.error == MALFORMED_PLAINTEXT:           # authentic, yet no valid CoAP inside
+                self._anomaly(dgram, "oscore-malformed-plaintext", "an OSCORE message verified, but its "
+                              "decrypted inner CoAP message is malformed", out)
             return None, carrier
         if flow.client is None and res.from_client is not None:
             flow.client = dgram.src if res.from_client else dgram.dst
@@ -496,7 +501,12 @@ class Pipeline:
         if action == "execute":
             f.content_format = req.content_format
             if ex.request_body:
-                f.execute_arguments = ex.request_body.decode("utf-8", "replace")
+                if is_secret_path(f.path, self._model):
+                    # an Execute aimed at a key resource: its body is treated as that key's value
+                    f.execute_arguments = "redacted sha256_8=" + self._redact(ex.request_body)["sha256_8"]
+                    f.credential_paths = [f.path]
+                else:
+                    f.execute_arguments = ex.request_body.decode("utf-8", "replace")
             return
         from_request = action in REQUEST_BODY_ACTIONS
         if action in ("read-composite", "observe-composite") and ex.request_body:

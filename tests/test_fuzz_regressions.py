@@ -117,6 +117,10 @@ def test_oscore_inner_block2_of_4_bytes_is_a_malformed_plaintext_not_a_crash():
     assert p.stats.oscore_undecrypted == 1
     (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
     assert (op["event"]["action"], op["event"]["outcome"]) == ("read", "unknown")   # request kept, answer unread
+    # and the analyst sees why: a (rate-limited) anomaly on the flow, not only a counter
+    (anomaly,) = [d for d in docs if d["event"]["dataset"] == "coap.anomaly"]
+    assert anomaly["event"]["action"] == "oscore-malformed-plaintext" and anomaly["anomaly"]["frame"] == 2
+    assert p.stats.decode_errors["oscore-malformed-plaintext"] == 1
 
 
 # ------------------------------------------------------------------ capture timestamps
@@ -212,3 +216,43 @@ def test_secret_sent_as_senml_object_link_is_redacted_not_quoted_in_the_decode_e
     (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
     (value,) = op["lwm2m"]["values"]
     assert value["path"] == "/0/1/5" and value["value"]["redacted"] is True
+
+
+def _write_and_ack(path: tuple[bytes, ...], code: int, cf: int | None, body: bytes) -> list[Datagram]:
+    opts = tuple((coap.URI_PATH, seg) for seg in path)
+    if cf is not None:
+        opts += ((coap.CONTENT_FORMAT, coap.encode_option_uint(cf)),)
+    req = coap.Message(coap.CON, code, 9, b"\x43", opts, body)
+    resp = coap.Message(coap.ACK, 0x44, 9, b"\x43", (), b"")
+    return [dgram(SERVER, CLIENT, coap.serialize(req), 1), dgram(CLIENT, SERVER, coap.serialize(resp), 2)]
+
+
+def test_a_security_object_resource_the_model_does_not_know_is_redacted():
+    """A TLV write whose damaged resource id put a PSK at /0/1/168: a resource of a credential
+    object (Security 0, OSCORE 21) the model does not define is redacted like a known key."""
+    psk = b"canary-PSK-unknown-168"
+    tlv = bytes([0xC8, 168, len(psk)]) + psk + bytes([0xC1, 10, 7])     # /0/1/168 = psk, /0/1/10 = 7
+    _, docs = run(_write_and_ack((b"0", b"1"), coap.PUT, 11542, tlv))
+    out = b"".join(dumps_line(d) for d in docs)
+    assert psk not in out and psk.hex().encode() not in out
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    values = {v["path"]: v["value"] for v in op["lwm2m"]["values"]}
+    assert values["/0/1/168"]["redacted"] is True and values["/0/1/10"] == 7     # a known one stays
+    assert op["lwm2m"]["credentials"]["paths"] == ["/0/1/168"]
+
+
+def test_execute_aimed_at_a_key_resource_has_its_arguments_redacted():
+    """POST to a resource path is an Execute; its body shows in lwm2m.execute.arguments. Aimed at
+    a key (OSCORE Master Secret /21/0/0) that body is the key's value: redacted, a credential."""
+    secret = b"canary-master-secret-0"
+    _, docs = run(_write_and_ack((b"21", b"0", b"0"), coap.POST, None, secret))
+    out = b"".join(dumps_line(d) for d in docs)
+    assert secret not in out and secret.hex().encode() not in out
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    assert op["event"]["action"] == "execute"
+    assert op["lwm2m"]["execute"]["arguments"].startswith("redacted sha256_8=")
+    assert op["lwm2m"]["credentials"]["paths"] == ["/21/0/0"]
+    # an ordinary Execute keeps its arguments
+    _, docs = run(_write_and_ack((b"3", b"0", b"4"), coap.POST, None, b"0='x'"))
+    (op,) = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    assert op["lwm2m"]["execute"]["arguments"] == "0='x'" and "credentials" not in op["lwm2m"]

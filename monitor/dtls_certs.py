@@ -36,7 +36,9 @@ def x509_facts(der: bytes) -> dict:
     try:
         cert = x509.load_der_x509_certificate(der)
         # `cryptography` parses the outer structure only: a damaged name, serial, version or
-        # validity raises ValueError when first read, so these are read here too.
+        # validity raises when first read (ValueError, InvalidVersion, KeyError for an unknown
+        # string tag in a name, ...), so these are read here too, and any error is the
+        # certificate's parse_error: its bytes come off the wire.
         out: dict = {
             "subject": {"common_name": _names(cert.subject, NameOID.COMMON_NAME),
                         "organization": _names(cert.subject, NameOID.ORGANIZATION_NAME),
@@ -50,8 +52,9 @@ def x509_facts(der: bytes) -> dict:
             "hash": {"sha256": hashlib.sha256(der).hexdigest()},
         }
         self_signed = cert.subject == cert.issuer
-    except (ValueError, x509.InvalidVersion) as exc:
-        return {"parse_error": str(exc)[:120], "hash": {"sha256": hashlib.sha256(der).hexdigest()}}
+    except Exception as exc:
+        return {"parse_error": f"{type(exc).__name__}: {exc}"[:120],
+                "hash": {"sha256": hashlib.sha256(der).hexdigest()}}
     try:
         h = cert.signature_hash_algorithm
         out["signature_algorithm"] = (h.name if h is not None else cert.signature_algorithm_oid._name)
@@ -66,7 +69,7 @@ def x509_facts(der: bytes) -> dict:
         out["alternative_names"] = [str(v.value) for v in san]
     except x509.ExtensionNotFound:
         pass
-    except ValueError:
+    except Exception:                        # damaged extensions raise more than ValueError
         out["alternative_names_error"] = "unparseable"
     out["self_signed"] = self_signed
     return out

@@ -199,6 +199,25 @@ def test_certificate_with_an_undecodable_issuer_is_a_parse_error_not_a_crash():
     assert "issuer" in x509["parse_error"] and len(x509["hash"]["sha256"]) == 64
 
 
+
+def test_certificate_whose_issuer_has_an_unknown_string_tag_is_a_parse_error_not_a_crash():
+    """The same certificate with the issuer CN's UTF8String tag (0x0c) changed to 0x2e, a tag no
+    ASN.1 string type has: `cryptography` raises KeyError (not ValueError) on reading the issuer
+    (found on the corpus snakeoil capture, fuzz seed 11)."""
+    from monitor.capture import CaptureStats, read_files
+    from monitor.keys import load
+
+    path = os.path.join(PCAPS, "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.pcap")
+    dgrams = list(read_files([path], CaptureStats()))
+    issuer = b"\x0c\x11lwm2m-server.test0\x1e"
+    (i,) = [k for k, d in enumerate(dgrams) if issuer in d.payload]
+    dgrams[i] = dgrams[i]._replace(payload=dgrams[i].payload.replace(issuer, b"\x2e" + issuer[1:]))
+    _, docs = run(dgrams, load(os.path.join(PCAPS, "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.keys.yaml")))
+    (hs,) = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
+    x509 = hs["tls"]["server"]["x509"]
+    assert x509["parse_error"].startswith("KeyError") and len(x509["hash"]["sha256"]) == 64
+
+
 # ------------------------------------------------------------------ secrets in output
 
 def test_secret_sent_as_senml_object_link_is_redacted_not_quoted_in_the_decode_error():

@@ -194,15 +194,12 @@ def _work(result: WorkerResult, workers: int, paths: list[str], config: Pipeline
 
 def _copy_part(part: str, count: int, sinks: list) -> None:
     """Append a worker's documents to every sink, in the worker's order."""
+    from .sinks import NdjsonSink
     with open(part, "rb") as f:
         for sink in sinks:
             f.seek(0)
-            raw = _raw_ndjson_target(sink)
-            if raw is not None:                          # already the sink's exact encoding
-                raw.flush()
-                _append_file(f, raw)
-                sink._sent += count
-                continue
+            if type(sink) is NdjsonSink and sink.append_encoded(f, count):
+                continue                                 # already the sink's exact encoding
             import json
             batch: list[dict] = []
             for line in f:
@@ -212,34 +209,6 @@ def _copy_part(part: str, count: int, sinks: list) -> None:
                     batch = []
             if batch:
                 sink.write(batch)
-
-
-def _append_file(src, dst) -> None:
-    """Append all of `src` to the flushed binary file `dst`: in the kernel (`copy_file_range`,
-    no pass through user space) where the system allows it, else by a buffered copy."""
-    size = os.fstat(src.fileno()).st_size
-    done = 0
-    try:
-        while done < size:
-            n = os.copy_file_range(src.fileno(), dst.fileno(), size - done, offset_src=done)
-            if n == 0:
-                break
-            done += n
-    except (AttributeError, OSError):    # no such call, another file system, a pipe, ...
-        pass
-    if done < size:
-        src.seek(done)
-        shutil.copyfileobj(src, dst, 1 << 20)
-
-
-def _raw_ndjson_target(sink):
-    """The open binary file of a plain (non-rotating) NdjsonSink, which can take the part's lines
-    as they are instead of a decode/encode round trip; None for any other sink."""
-    from .sinks import NdjsonSink
-    if type(sink) is NdjsonSink and sink.rotate_bytes is None and not sink._stdout and hasattr(sink, "_f") \
-            and isinstance(getattr(sink, "_sent", None), int):
-        return sink._f
-    return None
 
 
 def _merge(results: list[WorkerResult], seconds: float) -> AnalysisResult:

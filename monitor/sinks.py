@@ -10,8 +10,9 @@ import json
 
 import orjson
 import os
+import shutil
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,24 @@ def dumps(doc: dict) -> str:
     return dumps_line(doc)[:-1].decode()
 
 
+def append_file(src: BinaryIO, dst: BinaryIO) -> None:
+    """Append all of `src` to the flushed binary file `dst`: in the kernel (`copy_file_range`,
+    no pass through user space) where the system allows it, else by a buffered copy."""
+    size = os.fstat(src.fileno()).st_size
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), size - done, offset_src=done)
+            if n == 0:
+                break
+            done += n
+    except (AttributeError, OSError):    # no such call, another file system, a pipe, ...
+        pass
+    if done < size:
+        src.seek(done)
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
 class NdjsonSink:
     """One JSON document per line. With `rotate_bytes`, the file at `path` is closed once it
     reaches that size and renamed `<stem>.<n:06d><ext>` (n = 1, 2, ... oldest first), and a new
@@ -113,6 +132,16 @@ class NdjsonSink:
             self._sent += 1
             if self._size >= self.rotate_bytes:
                 self._rotate()
+
+    def append_encoded(self, src: BinaryIO, count: int) -> bool:
+        """Append `count` documents already encoded by `dumps_line` (a worker's part file) as
+        they are; False when this sink cannot take raw lines (standard output, rotation)."""
+        if self._stdout or self.rotate_bytes is not None:
+            return False
+        self._f.flush()
+        append_file(src, self._f)
+        self._sent += count
+        return True
 
     def _rotate(self) -> None:
         self._f.close()

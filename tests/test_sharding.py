@@ -20,6 +20,7 @@ from monitor import sharding
 from monitor.analyze import ListSink, analyze_files
 from monitor.capture import CaptureError
 from monitor.cli import build_config, main
+from monitor.sinks import append_file
 from tests.captures import ROOT, keys_file, project_captures
 
 
@@ -151,7 +152,7 @@ def test_append_part_after_what_the_sink_wrote(tmp_path, target):
     dst.write(b'{"first":true}\n')
     dst.flush()
     with open(part, "rb") as src:
-        sharding._append_file(src, dst)
+        append_file(src, dst)
     dst.write(b'{"last":true}\n')
     if target == "file":
         dst.close()

@@ -67,7 +67,7 @@ def trigger_snapshot(doc: dict) -> bytes | dict:
 
 
 def from_snapshot(snapshot: bytes | dict) -> dict:
-    return orjson.loads(snapshot) if snapshot.__class__ is bytes else snapshot
+    return orjson.loads(snapshot) if isinstance(snapshot, bytes) else snapshot
 
 
 def _addr(doc: dict, key: str) -> tuple[str, int] | None:

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from .capture import CaptureStats, read_files
 from .datagram import Datagram
@@ -19,7 +19,7 @@ TLS_KEY_LOG = 0x544C534B
 @dataclass
 class AnalysisResult:
     capture: CaptureStats
-    pipeline: Pipeline
+    pipeline: Any                   # the Pipeline, or with --workers a sharding.ShardedPipeline (same read view)
     documents: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -80,7 +80,7 @@ def collect(paths: list[str], config: PipelineConfig | None = None) -> tuple[lis
 
 
 class ListSink:
-    def __init__(self):
+    def __init__(self) -> None:
         self.docs: list[dict] = []
 
     def write(self, docs: list[dict]) -> None:

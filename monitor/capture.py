@@ -12,7 +12,7 @@ import zlib
 from ipaddress import ip_address
 from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, cast
 
 from parsers.errors import ParseError
 from parsers.netlayers import Fragment, Skip, Udp, decode, transport
@@ -169,7 +169,11 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
         while True:
             try:
                 chunk = next(chunks, b"")
-                records = reader.feed(chunk) if chunk else (reader.close() or [])
+                if chunk:
+                    records = reader.feed(chunk)
+                else:
+                    reader.close()              # raises on a truncated end
+                    records = []
             except ParseError as e:
                 stats.errors.append(_damage(path, str(e), frame))
                 return
@@ -205,7 +209,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                     if d is not None:
                         yield d
                 else:
-                    _count_skip(r, stats)
+                    _count_skip(cast(Skip, r), stats)
             # Per batch, not per packet: counters lag by at most one chunk.
             stats.frames += frames
             stats.bytes += nbytes
@@ -239,7 +243,7 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
     if r.__class__ is Udp:
         return Datagram(ts_ns, names.text(r.src), r.src_port, names.text(r.dst), r.dst_port,
                         r.payload, frame, path)
-    _count_skip(r, stats)
+    _count_skip(cast(Skip, r), stats)
     return None
 
 

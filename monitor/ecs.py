@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import struct
 from datetime import datetime, timezone
+from typing import Any
 
 Address = tuple[str, int]
 
@@ -85,7 +86,7 @@ def base_document(*, dataset: str, action: str, ts_ns: int, src: Address, dst: A
 
 def set_path(doc: dict, dotted: str, value) -> None:
     """Set a dotted field in a nested document (for callers that hold flat names)."""
-    cur = doc
+    cur: Any = doc
     parts = dotted.split(".")
     for p in parts[:-1]:
         cur = cur.setdefault(p, {})
@@ -93,7 +94,7 @@ def set_path(doc: dict, dotted: str, value) -> None:
 
 
 def get_path(doc: dict, dotted: str, default=None):
-    cur = doc
+    cur: Any = doc                # any JSON value on the way (mypyc: not checked as a dict)
     for p in dotted.split("."):
         if not isinstance(cur, dict) or p not in cur:
             return default

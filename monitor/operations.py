@@ -25,6 +25,8 @@ INTERFACE = {
 }
 
 LINK_FORMAT = 40
+# FETCH with Observe 0 / 1 (LwM2M 1.1 composite observation), else Read-Composite
+_FETCH_ACTIONS: dict[int | None, str] = {0: "observe-composite", 1: "cancel-observation"}
 
 # First Uri-Path segment of requests only an LwM2M client sends.
 CLIENT_ROOTS = {"rd", "bs", "dp", "bspack"}
@@ -125,7 +127,7 @@ def classify(msg: coap.Message, *, bootstrap_flow: bool, alternate: tuple[str, .
         else:
             action = "read"
     elif code == coap.FETCH:
-        action = {0: "observe-composite", 1: "cancel-observation"}.get(observe, "read-composite")
+        action = _FETCH_ACTIONS.get(observe, "read-composite")
     elif code == coap.IPATCH:
         action = "write-composite"
     elif code == coap.PUT:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from parsers import coap, linkformat
 from parsers.dtls import looks_like_dtls
@@ -75,8 +76,8 @@ class PipelineStats:
 @dataclass
 class PipelineConfig:
     keys: KeyStore = field(default_factory=KeyStore)
-    objects: object | None = None           # monitor.objects.ObjectModel
-    rules: object | None = None             # monitor.rule_engine.RuleEngine
+    objects: Any = None           # monitor.objects.ObjectModel
+    rules: Any = None             # monitor.rule_engine.RuleEngine
     max_flows: int = 65_536
     # Ports where every non-DTLS datagram is taken as CoAP (failures are reported anomalies);
     # elsewhere CoAP is recognised by content and non-CoAP UDP is ignored silently.
@@ -85,7 +86,7 @@ class PipelineConfig:
     harvest: bool = True
     # Called with (datagram, message) for every CoAP message parsed, after DTLS and before
     # OSCORE; the differential tests against Wireshark use it. None on the hot path.
-    coap_observer: object | None = None
+    coap_observer: Any = None
 
 
 class Pipeline:
@@ -286,9 +287,10 @@ class Pipeline:
         if msg.code == 0 and msg.type in (coap.CON, coap.NON):
             return                                      # CoAP ping / invalid empty: nothing to match
         if msg.oscore is not None and not msg.is_empty:
-            msg, carrier = self._unprotect(dgram, msg, carrier, flow, out)
-            if msg is None:
+            inner, carrier = self._unprotect(dgram, msg, carrier, flow, out)
+            if inner is None:
                 return
+            msg = inner
         for ex in self.matcher.feed(flow, msg, dgram, carrier):
             self._emit(flow, ex, out)
 
@@ -412,7 +414,7 @@ class Pipeline:
             q = query_params(req)
             f.endpoint = q.get("ep")
             info = self._registration_fields(req, q)
-            location = "/" + "/".join(resp.location_path) if ok and resp.location_path else None
+            location = "/" + "/".join(resp.location_path) if resp is not None and ok and resp.location_path else None
             if location:
                 info = {"location": location, **info}
             f.registration = info
@@ -521,12 +523,13 @@ class Pipeline:
         f.content_format = cf
         blocks = ex.request_blocks if from_request else ex.response_blocks
         if blocks > 1:
-            f.body = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "blocks": blocks}
+            digest = hashlib.sha256(body).hexdigest()
+            f.body = {"sha256": digest, "size": len(body), "blocks": blocks}
         if not body:
             return
         if blocks > 1 and cf in (None, 42):
             # firmware images and other large opaque bodies are hashed, not decoded or stored
-            f.values = [{"path": f.path, "type": "opaque", "value": {"sha256": f.body["sha256"], "size": len(body)}}]
+            f.values = [{"path": f.path, "type": "opaque", "value": {"sha256": digest, "size": len(body)}}]
             return
         if cf == CONTENT_FORMAT_LINK or action in ("discover", "bootstrap-discover"):
             f.links = _link_targets(body)
@@ -552,7 +555,7 @@ class Pipeline:
         decoded = self._decode(body, cf, path, self._model)
         out = _DecodedValues(error=decoded.error)
         for v in decoded.values:
-            entry = {"path": v.path, "type": v.type}
+            entry: dict[str, Any] = {"path": v.path, "type": v.type}
             if v.name:
                 entry["name"] = v.name
             if v.secret:

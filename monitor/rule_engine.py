@@ -18,10 +18,11 @@ from __future__ import annotations
 import heapq
 import os
 import re
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import yaml
 
@@ -31,7 +32,9 @@ from .ecs import get_path, timestamp
 from .sigma_codegen import generate_rule, generate_runner
 from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "rules"
+# from the package, not this module's `__file__`: compiled by mypyc (its group library lives in
+# monitor/), that names a path one directory too deep
+BUILTIN_DIR = Path(sys.modules[__package__].__file__ or ".").resolve().parent.parent / "rules"
 LEVELS = ("informational", "low", "medium", "high", "critical")
 _RANK = {lvl: i for i, lvl in enumerate(LEVELS)}
 PRODUCT = "lwm2m-monitor"
@@ -53,12 +56,12 @@ class Rule:
     category: str | None                  # logsource category = event.dataset it applies to
     match: Callable[[dict], bool]
     fields: frozenset[str]
-    severity_mapping: tuple[tuple[Callable, str, str], ...] = ()
+    severity_mapping: tuple[tuple[Callable, object, str], ...] = ()   # (field getter, value, level)
     fold_ns: int = DEFAULT_FOLD_S * 10**9
     enabled: bool = True
     silent: bool = False                   # a correlation's base rule: feeds it, raises nothing
     correlations: list["Correlation"] = field(default_factory=list)
-    sigma: object = None
+    sigma: Any = None                       # the pySigma rule (None: a rule built in code)
     # casefolded values event.action / event.dataset must have for `match` to be true (None: any)
     needs_action: frozenset[str] | None = None
     needs_dataset: frozenset[str] | None = None
@@ -86,13 +89,13 @@ class Correlation:
     value_field: str | None
     fold_ns: int = DEFAULT_FOLD_S * 10**9
     enabled: bool = True
-    sigma: object = None
+    sigma: Any = None                       # the pySigma rule (None: a rule built in code)
     windows: dict = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class _Fold:
-    rule: object
+    rule: Rule | Correlation
     level: str
     window_end: str                          # ISO time: string order is time order
     first: str
@@ -152,7 +155,8 @@ def load_file(path: str) -> list:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else 1
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
         raise RuleError(f"{path}:{line}: YAML error: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise RuleError(f"{path}:1: not a Sigma rule (one YAML mapping per file)")
@@ -170,13 +174,13 @@ def load_file(path: str) -> list:
     level = _level(sigma_rule)
     if isinstance(sigma_rule, SigmaCorrelationRule):
         c = sigma_rule
-        cond = c.condition
+        cond: Any = c.condition           # event_count/value_count: op, count, fieldref
         if c.type.name.lower() not in ("event_count", "value_count"):
             raise RuleError(f"{path}:{_line_of(text, 'type:')}: correlation type {c.type.name.lower()} is not "
                             f"supported (event_count, value_count)")
         return [Correlation(
             info=_info(c, "correlation"), level=level, path=path, kind=c.type.name.lower(),
-            base=tuple(r.reference for r in c.rules), group_by=tuple(c.group_by or ()),
+            base=tuple(r.reference for r in c.rules or ()), group_by=tuple(c.group_by or ()),
             timespan_ns=int(c.timespan.seconds) * 10**9, op=cond.op.name.lower(), threshold=int(cond.count),
             value_field=cond.fieldref, sigma=c)]
     assert isinstance(sigma_rule, SigmaRule)
@@ -244,7 +248,8 @@ class RuleConfig:
         except OSError as exc:
             raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
         except yaml.YAMLError as exc:
-            line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else 1
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else 1
             raise RuleError(f"{path}:{line}: YAML error: {getattr(exc, 'problem', exc)}") from None
         return cls.from_dict(raw, path, text)
 
@@ -292,7 +297,7 @@ class RuleEngine:
         self._lwm2m_facts = self._facts.touches_lwm2m
         self._tag_info = self.config.informational == "tag"
         self.hits: dict[str, int] = {}
-        self.psk_audit = None                  # monitor.psk_audit.PskAudit with --psk-wordlist
+        self.psk_audit: Any = None             # monitor.psk_audit.PskAudit with --psk-wordlist
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -308,7 +313,7 @@ class RuleEngine:
     @classmethod
     def from_cli(cls, extra_dirs=(), config_path: str | None = None, keys=None, psk_wordlist: str | None = None):
         config = RuleConfig.load(config_path)
-        audit = None
+        audit: Any = None
         if psk_wordlist:
             from .psk_audit import PskAudit
             audit = PskAudit.from_file(psk_wordlist, keys)
@@ -490,7 +495,7 @@ class RuleEngine:
             self._next_expiry = end
 
     def _flush(self, fold: _Fold, out: list[dict]) -> None:
-        if fold.count:
+        if fold.count and fold.evidence is not None:          # a repeat brings its evidence
             out.append(alert_document(fold.rule.info, fold.level, from_snapshot(fold.evidence), related_ids=fold.ids,
                                       count=fold.count, first=fold.first, last=fold.last,
                                       group=fold.group, folded=True))

@@ -23,6 +23,7 @@ Limitations (a single process has none of them):
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import resource
@@ -217,7 +218,8 @@ def _merge(results: list[WorkerResult], seconds: float) -> AnalysisResult:
     dtls: Counter = Counter()
     oscore: Counter = Counter()
     for r in results:
-        for name, value in vars(r.stats).items():
+        for name in (f.name for f in dataclasses.fields(r.stats)):    # compiled: no __dict__
+            value = getattr(r.stats, name)
             if isinstance(value, Counter):
                 getattr(stats, name).update(value)
             else:

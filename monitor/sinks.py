@@ -12,7 +12,7 @@ import orjson
 import os
 import shutil
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,7 @@ class NdjsonSink:
         self._sent = 0
         self._rotated: list[str] = []
         self._size = 0
+        self._f: Any                            # standard output (text) or the file (binary)
         if self._stdout:
             import sys
             self._f = sys.stdout

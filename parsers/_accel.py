@@ -7,6 +7,9 @@ compiled source in the package's `.accel.json`. Python imports an extension befo
 the same name, so a module edited after the build would silently run its old compiled code.
 `prefer_fresh_sources` prevents that: for each compiled module whose source no longer matches
 its stamp it installs a finder that imports the `.py` instead, and says so once on stderr.
+The modules compiled together by mypyc (the stamp's `__group__`, possibly from both packages)
+call each other's compiled code directly, not through their module objects: if any member is
+stale, every member is imported from source, so that no old compiled code runs under a new one.
 `LWM2M_MONITOR_PURE=1` makes every module import from source (tests compare both builds).
 
 Import machinery, not parsing: it touches only this package's own files, once, at import.
@@ -44,6 +47,13 @@ def source_digest(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def _digest_or_none(path: str) -> str | None:
+    try:
+        return source_digest(path)
+    except OSError:
+        return None
+
+
 def prefer_fresh_sources(package: str, directory: str) -> None:
     """Called by the package's `__init__`, before any of its modules is imported."""
     extensions = [n for n in os.listdir(directory)
@@ -56,6 +66,10 @@ def prefer_fresh_sources(package: str, directory: str) -> None:
             stamp = json.load(f)
     except (OSError, ValueError):
         stamp = {}
+    group = stamp.get("__group__") or {}
+    root = os.path.dirname(os.path.abspath(directory))
+    group_fresh = all(_digest_or_none(os.path.join(root, *name.split(".")) + ".py") == digest
+                      for name, digest in group.items())
     stale = []
     for name in extensions:
         module = name.split(".", 1)[0]
@@ -63,6 +77,8 @@ def prefer_fresh_sources(package: str, directory: str) -> None:
         if not os.path.exists(source):
             continue
         fresh = not pure and stamp.get(module) == source_digest(source)
+        if fresh and f"{package}.{module}" in group:
+            fresh = group_fresh
         _COMPILED[f"{package}.{module}"] = fresh
         if not fresh:
             _FINDER.sources[f"{package}.{module}"] = source

@@ -236,7 +236,7 @@ def transport(frag: Fragment, payload: bytes) -> Udp | Skip:
     if frag.ipv6:
         # Headers after the Fragment header belong to the reassembled payload.
         r = _ipv6_ext(payload, 0, len(payload), frag.proto, src, dst, False)
-        return NESTED_FRAGMENT if r.__class__ is Fragment else r
+        return NESTED_FRAGMENT if isinstance(r, Fragment) else r
     if frag.proto != IPPROTO_UDP:
         return NON_UDP
     return _udp(payload, 0, len(payload), src, dst, False)

@@ -125,7 +125,7 @@ class Reader:
         self._error: Malformed | None = None
         self._offset = 0            # file offset of self._buf[0]
         self._kind = ""             # "", "pcap" or "pcapng"
-        self._rec = None            # struct of a pcap record header
+        self._rec = struct.Struct("<IIII")   # struct of a pcap record header (the file's byte order)
         self._tsmul = 1000
         self._hdr = 16              # pcap record header length
         self._linktype = 0

@@ -1,10 +1,16 @@
-"""Compile the per-packet modules with Cython, in place, so `analyze` runs them as C extensions.
+"""Compile the per-packet modules, in place, so `analyze` runs them as C extensions.
 
-Pure-Python mode: the `.py` files stay the only source and run unchanged without a compiler.
-Annotations are not used for C typing (`annotation_typing=False`), so the compiled modules
-behave exactly as the sources do (tests/test_accel.py compares the two builds' output).
+The `.py` files stay the only source and run unchanged without a compiler. Two compilers:
+- the core of the per-packet path (`NATIVE`: CoAP messages, exchanges, classification, the
+  pipeline and its documents) goes through mypyc as one group: its classes become native
+  (attributes at fixed offsets, methods called directly), and its type annotations are checked
+  by mypy and enforced at run time. About 25% less CPU than the same modules through Cython.
+- the other hot modules go through Cython in pure-Python mode, annotations not used for C typing
+  (`annotation_typing=False`), so they behave exactly as their sources do.
+tests/test_accel.py compares the compiled and pure-Python builds' output on every capture.
 Every compiled source's SHA-256 goes into the package's `.accel.json`; a module edited after
-the build is imported from its source until the next build (parsers/_accel.py).
+the build is imported from its source until the next build (parsers/_accel.py), and so is the
+whole mypyc group when any of its members is (they call each other's compiled code directly).
 
     python scripts/build_accel.py           # build (about 2 minutes on 2 cores)
     python scripts/build_accel.py --if-stale  # only when a compiled module is missing or older than its source
@@ -38,6 +44,17 @@ HOT = {
 }
 
 
+# Compiled together by mypyc into `monitor/_native__mypyc*.so` (one shim per module); the rest
+# of HOT by Cython. Members must type-check under MYPY_FLAGS.
+NATIVE = {
+    "parsers": ["pcapfile", "netlayers", "coap"],
+    "monitor": ["datagram", "capture", "ip_reassembly", "analyze", "ecs", "exchanges", "operations", "pipeline",
+                "lwm2m_events", "registrations", "rule_engine", "rule_facts", "alerts", "sinks"],
+}
+NATIVE_GROUP = "monitor._native"
+MYPY_FLAGS = ["--ignore-missing-imports", "--follow-imports=silent"]
+
+
 # annotation_typing off: annotations stay documentation, so the compiled code behaves exactly as
 # the source does (no C integer types, no rejected None)
 DIRECTIVES = {"language_level": 3, "annotation_typing": False, "binding": True}
@@ -46,7 +63,12 @@ PROFILING = {**DIRECTIVES, "profile": True}
 
 
 def directives_id(directives: dict) -> str:
-    return hashlib.sha256(repr(sorted(directives.items())).encode()).hexdigest()[:12]
+    native = sorted(f"{p}.{m}" for p, ms in NATIVE.items() for m in ms)
+    return hashlib.sha256(repr((sorted(directives.items()), native, MYPY_FLAGS)).encode()).hexdigest()[:12]
+
+
+def native_members() -> list[str]:
+    return sorted(f"{p}.{m}" for p, ms in NATIVE.items() for m in ms)
 
 
 def extensions(package: str) -> set[Path]:
@@ -65,7 +87,8 @@ def up_to_date() -> bool:
         built = {p.name.split(".", 1)[0] for p in extensions(package)}
         if any(m not in built or stamp.get(m) != source_digest(str(ROOT / package / f"{m}.py")) for m in modules):
             return False
-    return True
+    shared = NATIVE_GROUP.rsplit(".", 1)
+    return f"{shared[1]}__mypyc" in {p.name.split(".", 1)[0] for p in extensions(shared[0])}
 
 
 def clean() -> None:
@@ -79,22 +102,29 @@ def build(directives: dict) -> None:
     from Cython.Build import cythonize
     from setuptools import setup
 
+    from mypyc.build import mypycify
+
     clean()
     stamps = {package: {m: source_digest(str(ROOT / package / f"{m}.py")) for m in modules}
               for package, modules in HOT.items()}
-    sources = [f"{package}/{m}.py" for package, modules in HOT.items() for m in modules]
+    group = {f"{p}.{m}": stamps[p][m] for p, ms in NATIVE.items() for m in ms}
+    native = [f"{p}/{m}.py" for p, ms in NATIVE.items() for m in ms]
+    sources = [f"{package}/{m}.py" for package, modules in HOT.items() for m in modules
+               if m not in NATIVE.get(package, ())]
     os.chdir(ROOT)
     # generated C is cached per directive set: Cython's own check looks at the .py only
     work = f"build/accel/{directives_id(directives)}"
     ext = cythonize(sources, build_dir=work, quiet=True, nthreads=os.cpu_count() or 1,
                     compiler_directives=directives)
+    ext += mypycify([*MYPY_FLAGS, *native], group_name=NATIVE_GROUP, target_dir=f"{work}/mypyc", opt_level="3")
     setup(name="lwm2m-monitor-accel", ext_modules=ext,
           script_args=["-q", "build_ext", "--inplace", "--build-temp", f"{work}/tmp",
                        "--parallel", str(os.cpu_count() or 1)])
     for package, stamp in stamps.items():
         stamp["__directives__"] = directives_id(directives)
+        stamp["__group__"] = group
         (ROOT / package / STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
-    print(f"compiled {len(sources)} modules")
+    print(f"compiled {len(sources)} modules with Cython, {len(native)} with mypyc")
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""The compiled (Cython) build of the hot modules: in use, identical to the sources, never stale.
+"""The compiled build of the hot modules (mypyc group + Cython): in use, identical to the sources,
+never stale.
 
 `make test` builds it (scripts/setup.sh → scripts/build_accel.py); these tests fail when the
 build is missing, so a broken compiler set-up cannot silently fall back to the slower path.
@@ -112,6 +113,45 @@ def test_a_module_edited_after_the_build_runs_from_its_source(tmp_path):
     assert "pkg.{hot}" in err and "build_accel.py" in err
     (pkg / STAMP).unlink()
     assert run()[0] == ["2", "False"]                          # no stamp: never trust the extension
+
+
+def test_editing_one_member_of_the_mypyc_group_runs_the_whole_group_from_source(tmp_path):
+    # members call each other's compiled code directly: `b.value()` inside compiled `a` would
+    # still be the old `b` if only `b` were imported from its edited source
+    from mypyc.build import mypycify
+    from setuptools import setup
+    from parsers._accel import STAMP, source_digest
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from parsers._accel import prefer_fresh_sources\n"
+                                     "prefer_fresh_sources(__name__, __path__[0])\n")
+    (pkg / "b.py").write_text("def value() -> int:\n    return 1\n")
+    (pkg / "a.py").write_text("from pkg.b import value\n\ndef through_b() -> int:\n    return value()\n")
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        setup(name="t", ext_modules=mypycify([*build_accel.MYPY_FLAGS, "pkg/a.py", "pkg/b.py"], group_name="pkg._native",
+                                             target_dir="build"),
+              script_args=["-q", "build_ext", "--inplace"])
+    finally:
+        os.chdir(here)
+    group = {f"pkg.{m}": source_digest(str(pkg / f"{m}.py")) for m in ("a", "b")}
+    (pkg / STAMP).write_text(json.dumps({**{m: group[f"pkg.{m}"] for m in ("a", "b")}, "__group__": group}))
+    probe = ("import pkg.a as a, pkg.b as b; from parsers._accel import compiled_modules;"
+             "print(a.through_b(), b.value(), *[m for m in compiled_modules() if m.startswith('pkg.')])")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env.pop("LWM2M_MONITOR_PURE", None)
+
+    def run():
+        r = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60, check=True)
+        return r.stdout.split(), r.stderr
+
+    assert run() == (["1", "1", "pkg.a", "pkg.b"], "")              # fresh: both compiled
+    (pkg / "b.py").write_text("def value() -> int:\n    return 2\n")
+    out, err = run()
+    assert out == ["2", "2"]                                         # `a` unchanged, yet from source too
+    assert "pkg.{a,b}" in err
 
 
 @pytest.mark.parametrize("package", sorted(build_accel.HOT))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from typing import cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -116,6 +117,7 @@ class RecordDecryptor:
         self._etm = encrypt_then_mac
         self._cid_draft = cid_draft
         mode = suite.mode
+        self._aead: AESGCM | AESCCM | ChaCha20Poly1305 | None
         if mode == "GCM":
             self._aead = AESGCM(key)
         elif mode in ("CCM", "CCM_8"):
@@ -165,8 +167,11 @@ class RecordDecryptor:
             nonce = self._iv + frag[:8]
             body = frag[8:]
         aad = self._header(rec, len(body) - s.tag_len)
+        aead = self._aead
+        if aead is None:                   # not an AEAD suite: _open_mac's records, never here
+            return None
         try:
-            return self._aead.decrypt(nonce, body, aad)
+            return aead.decrypt(nonce, body, aad)
         except InvalidTag:
             return None
 
@@ -204,5 +209,5 @@ class RecordDecryptor:
         return d.update(ct) + d.finalize()
 
     def _mac_ok(self, rec: Record, data: bytes, tag: bytes) -> bool:
-        expected = hmac.digest(self._mac_key, self._header(rec, len(data)) + data, self.suite.mac)
+        expected = hmac.digest(self._mac_key, self._header(rec, len(data)) + data, cast(str, self.suite.mac))
         return hmac.compare_digest(expected, tag)

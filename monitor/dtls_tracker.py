@@ -48,7 +48,8 @@ class _Partial:
     __slots__ = ("msg_type", "buf", "ranges")
 
     def __init__(self, msg_type: int, length: int) -> None:
-        self.msg_type, self.buf, self.ranges = msg_type, bytearray(length), []
+        self.msg_type, self.buf = msg_type, bytearray(length)
+        self.ranges: list[tuple[int, int]] = []
 
     def add(self, offset: int, data: bytes) -> bytes | None:
         self.buf[offset:offset + len(data)] = data
@@ -358,13 +359,17 @@ class DtlsTracker:
             return None
         if not self._ensure_master(sess):
             return None
-        kb = crypto.key_block(f.wire_version, f.suite, sess.master, f.client_random, f.server_random)
+        # _ensure_master saw to the randoms and the master secret, the ServerHello to the version
+        version, master, c_random, s_random = f.wire_version, sess.master, f.client_random, f.server_random
+        if version is None or master is None or c_random is None or s_random is None:
+            return None
+        kb = crypto.key_block(version, f.suite, master, c_random, s_random)
         etm = f.encrypt_then_mac and not f.suite.aead
         sess.ciphers[(True, 1)] = crypto.RecordDecryptor(
-            f.suite, f.wire_version, kb.client_key, kb.client_iv, kb.client_mac,
+            f.suite, version, kb.client_key, kb.client_iv, kb.client_mac,
             encrypt_then_mac=etm, cid_draft=f.cid_draft)
         sess.ciphers[(False, 1)] = crypto.RecordDecryptor(
-            f.suite, f.wire_version, kb.server_key, kb.server_iv, kb.server_mac,
+            f.suite, version, kb.server_key, kb.server_iv, kb.server_mac,
             encrypt_then_mac=etm, cid_draft=f.cid_draft)
         return sess.ciphers[(from_client, 1)]
 
@@ -390,7 +395,11 @@ class DtlsTracker:
             sess.master, f.key_source = entry
             f.decrypt_error = None
             return True
-        kx = f.suite.kx
+        suite, version = f.suite, f.wire_version
+        if suite is None or version is None:
+            f.decrypt_error = "no ServerHello seen"
+            return False
+        kx = suite.kx
         if kx != "psk":
             if kx in ("ecdhe_psk", "dhe_psk", "rsa_psk"):
                 f.decrypt_error = f"{kx} key exchange: the PSK is not enough, needs a keylog entry"
@@ -409,9 +418,8 @@ class DtlsTracker:
             if sess.ems_upto is None:
                 f.decrypt_error = "extended master secret: handshake transcript incomplete"
                 return False
-            session_hash = crypto.transcript_hash(f.wire_version, f.suite.prf,
-                                                  sess.transcript[:sess.ems_upto])
-        sess.master = crypto.master_secret(f.wire_version, f.suite.prf,
+            session_hash = crypto.transcript_hash(version, suite.prf, sess.transcript[:sess.ems_upto])
+        sess.master = crypto.master_secret(version, suite.prf,
                                            crypto.psk_premaster(psk.key), f.client_random,
                                            f.server_random, session_hash)
         f.key_source, f.decrypt_error = psk.source, None
@@ -447,7 +455,7 @@ class DtlsTracker:
                 self.stats["retransmissions"] += 1
                 continue
             if fr.whole:
-                body = fr.body
+                body: bytes | None = fr.body
             else:
                 if fr.length > MAX_MESSAGE:
                     res.anomalies.append("dtls.handshake_too_large")
@@ -463,6 +471,7 @@ class DtlsTracker:
                     continue
                 del sess.partial[key]
             sess.done.add(key)
+            assert body is not None
             try:
                 self._message(sess, from_client, fr.msg_type, fr.message_seq, body, dgram, res)
             except ParseError as exc:
@@ -605,7 +614,7 @@ class DtlsTracker:
             f.client_finished = True
         else:
             f.server_finished = True
-        if sess.master is None or f.suite is None:
+        if sess.master is None or f.suite is None or f.wire_version is None:
             return
         expected = crypto.verify_data(f.wire_version, f.suite.prf, sess.master, from_client,
                                       crypto.transcript_hash(f.wire_version, f.suite.prf, sess.transcript))

@@ -403,7 +403,7 @@ EXTENSIONS: dict[int, str] = {
 }
 
 # TLS Alert descriptions.
-ALERTS: dict[int, str] = {
+ALERTS: dict[int | None, str] = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed",
     22: "record_overflow", 30: "decompression_failure", 40: "handshake_failure",
     41: "no_certificate", 42: "bad_certificate", 43: "unsupported_certificate",
@@ -433,5 +433,5 @@ def extension_name(code: int) -> str:
     return EXTENSIONS.get(code, f"unknown_{code}")
 
 
-def alert_name(code: int) -> str:
+def alert_name(code: int | None) -> str:
     return ALERTS.get(code, f"unknown_{code}")

@@ -61,7 +61,8 @@ def _community_id(src: Address, dst: Address, proto: int, seed: int) -> str:
 
 def base_document(*, dataset: str, action: str, ts_ns: int, src: Address, dst: Address,
                   client: Address | None, server: Address | None, observer: str, live: bool,
-                  eid: str, outcome: str | None = None, kind: str = "event") -> dict:
+                  eid: str, outcome: str | None = None, kind: str = "event",
+                  community: str | None = None) -> dict:
     event: dict = {"kind": kind, "dataset": dataset, "action": action}
     if outcome is not None:
         event["outcome"] = outcome
@@ -76,7 +77,8 @@ def base_document(*, dataset: str, action: str, ts_ns: int, src: Address, dst: A
         doc["client"] = {"ip": client[0], "port": client[1]}
     if server is not None:
         doc["server"] = {"ip": server[0], "port": server[1]}
-    doc["network"] = {"transport": "udp", "community_id": community_id(src, dst)}
+    doc["network"] = {"transport": "udp",
+                      "community_id": community if community is not None else community_id(src, dst)}
     if live:
         doc["observer"] = {"ingress": {"interface": {"name": observer}}}
     else:

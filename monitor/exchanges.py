@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from parsers import coap
 
 from .datagram import Datagram
+from .ecs import community_id
 
 Address = tuple[str, int]
 
@@ -97,11 +98,12 @@ class _Assembly:
 class FlowState:
     """CoAP state between two UDP endpoints; the LwM2M client side is learnt, not assumed."""
 
-    __slots__ = ("a", "b", "fid", "client", "pending", "pending_mid", "observations",
+    __slots__ = ("a", "b", "fid", "community_id", "client", "pending", "pending_mid", "observations",
                  "block1", "block2", "last_ts")
 
     def __init__(self, a: Address, b: Address):
         self.a, self.b = a, b
+        self.community_id = community_id(a, b)      # every document of the flow carries it
         self.fid = next(_FLOW_IDS)          # names the flow in the matcher's compact integer keys
         self.client: Address | None = None
         self.pending: OrderedDict[tuple[Address, bytes], Exchange] = OrderedDict()

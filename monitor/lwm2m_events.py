@@ -41,6 +41,7 @@ class OperationFacts:
     firmware_uri: str | None = None
     execute_arguments: str | None = None
     duplicate_from: str | None = None
+    community_id: str | None = None          # the flow's, computed once per flow
 
 
 def outcome_of(ex: Exchange) -> str:
@@ -70,7 +71,7 @@ def operation_document(f: OperationFacts) -> dict:
                    ex.response.mid if ex.response is not None else "")
     doc = base_document(dataset="lwm2m.operation", action=f.action, ts_ns=end.ts_ns, src=start.src,
                         dst=start.dst, client=f.client, server=f.server, observer=end.source,
-                        live=end.live, eid=eid, outcome=f.outcome)
+                        live=end.live, eid=eid, outcome=f.outcome, community=f.community_id)
     doc["event"]["category"] = ["network"]
     doc["event"]["type"] = ["protocol"]
     if ex.resp_dgram is not None and not ex.is_notification and not ex.reactive_cancel:

@@ -377,7 +377,7 @@ class Pipeline:
         facts = events.OperationFacts(
             exchange=ex, action=action, interface=INTERFACE[action], path=op.path,
             client=client, server=server, security=carrier.security, outcome=events.outcome_of(ex),
-            layer_fields=layer_fields)
+            layer_fields=layer_fields, community_id=flow.community_id)
         if op.client_request:
             facts.path = "/"
         self._registration(facts, reg, bootstrap_flow)

@@ -65,7 +65,25 @@ def dumps_line(doc: dict) -> bytes:
     try:
         return orjson.dumps(doc, option=_ANY_KEYS)
     except TypeError:       # an integer beyond 64 bits (a CBOR bignum): the stdlib keeps every digit
+        pass
+    try:
         return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    except ValueError:      # beyond the interpreter's 4,300-digit limit: such a number as hex text
+        return (json.dumps(_huge_ints_as_hex(doc), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False) + "\n").encode()
+
+
+HUGE_INT_BITS = 14_000              # 4,214 decimal digits: below the 4,300 of int-to-str conversion
+
+
+def _huge_ints_as_hex(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _huge_ints_as_hex(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_huge_ints_as_hex(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > HUGE_INT_BITS:
+        return hex(value)
+    return value
 
 
 def dumps(doc: dict) -> str:

@@ -2,8 +2,9 @@
 
 `parse(data)` returns a `Message` or raises `Truncated`/`Malformed`; nothing else. Unknown
 options are kept as numbers with their raw value. Reserved token lengths (9-15), the
-reserved option nibble 15 outside the payload marker and Block1/Block2 values longer than
-3 bytes are `Malformed`, unlike lenient stacks.
+reserved option nibble 15 outside the payload marker, Block1/Block2 values longer than
+3 bytes, and Observe / Content-Format / Accept values beyond their 3 / 2 / 2 bytes (RFC 7641
+§2, RFC 7252 §5.10) are `Malformed`, unlike lenient stacks.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ GET, POST, PUT, DELETE, FETCH, PATCH, IPATCH = 1, 2, 3, 4, 5, 6, 7
 
 _HEADER = struct.Struct("!BBH")  # ver|type|tkl, code, message id
 
+
+# `c.dd` of every code byte, built once: two documents per exchange print codes
+CODE_TEXT: tuple[str, ...] = tuple(f"{c >> 5}.{c & 0x1F:02d}" for c in range(256))
 
 @dataclass(frozen=True, slots=True)
 class Block:
@@ -140,7 +144,7 @@ class Message:
     @property
     def code_text(self) -> str:
         """The code as `c.dd`, e.g. `2.05`, `0.01`."""
-        return f"{self.code >> 5}.{self.code & 0x1F:02d}"
+        return CODE_TEXT[self.code]
 
     @property
     def is_request(self) -> bool:
@@ -240,17 +244,25 @@ def parse(data: bytes) -> Message:
         raise Malformed(f"reserved code class {code >> 5}")
     options, payload = parse_options(data, end)
     msg = Message(mtype, code, mid, token, options, payload)
-    if msg._block1 is not None or msg._block2 is not None:
-        check_block_options(options)
+    if (msg._block1 is not None or msg._block2 is not None or (msg._observe or 0) > 0xFFFFFF
+            or (msg._cf or 0) > 0xFFFF or (msg._accept or 0) > 0xFFFF):
+        check_option_lengths(options)
     return msg
 
 
-def check_block_options(options: tuple[tuple[int, bytes], ...]) -> None:
-    """Block1/Block2 values are 0-3 bytes (RFC 7959 §2.2); a longer one is `Malformed` (its
-    block number would address far beyond any body)."""
+# uint options whose value would otherwise be unbounded: an Observe of 2,000 bytes is a number
+# of 4,800 digits that no document can carry (and a Block number addressing beyond any body)
+MAX_OPTION_LENGTH = {BLOCK1: 3, BLOCK2: 3, OBSERVE: 3, CONTENT_FORMAT: 2, ACCEPT: 2}
+
+
+def check_option_lengths(options: tuple[tuple[int, bytes], ...]) -> None:
+    """Block1/Block2 (RFC 7959 §2.2) and Observe (RFC 7641 §2) values are 0-3 bytes,
+    Content-Format and Accept 0-2 (RFC 7252 §5.10); a longer one is `Malformed`. `parse`
+    calls it when a value is out of range (a long encoding of a small number passes there)."""
     for number, value in options:
-        if (number == BLOCK1 or number == BLOCK2) and len(value) > 3:
-            raise Malformed(f"{OPTION_NAMES[number]} option of {len(value)} bytes (at most 3)")
+        limit = MAX_OPTION_LENGTH.get(number)
+        if limit is not None and len(value) > limit:
+            raise Malformed(f"{OPTION_NAMES[number]} option of {len(value)} bytes (at most {limit})")
 
 
 def parse_options(data: bytes, pos: int) -> tuple[tuple[tuple[int, bytes], ...], bytes]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .coap import check_block_options, parse_options
+from .coap import check_option_lengths, parse_options
 from .errors import Malformed, Truncated
 
 # Flag byte of the OSCORE option value (RFC 8613 §6.1; 0x20 from Group OSCORE, RFC 9203 draft).
@@ -103,7 +103,7 @@ def parse_plaintext(data: bytes) -> Inner:
     if code == 0 or code >> 5 in (1, 6, 7):
         raise Malformed(f"inner code {code >> 5}.{code & 0x1F:02d} not allowed")
     options, payload = parse_options(data, 1)
-    check_block_options(options)
+    check_option_lengths(options)
     return Inner(code, options, payload)
 
 

@@ -81,6 +81,45 @@ def _block_exchange(first_num_second: int) -> list[Datagram]:
     return out
 
 
+def _option(delta: int, value: bytes) -> bytes:
+    """One CoAP option (RFC 7252 §3.1) of 269 bytes or more: a 2-byte extended length."""
+    length = (len(value) - 269).to_bytes(2, "big")
+    if delta < 13:
+        return bytes([delta << 4 | 14]) + length + value
+    return bytes([13 << 4 | 14, delta - 13]) + length + value
+
+
+def test_observe_of_2000_bytes_is_an_anomaly_not_an_unencodable_number():
+    """seed 22 case 5772 (dtls-mbedtls-identity-mismatch.pcap mutated): a 2,000-byte Observe
+    option in a 2.05 notification became a 4,800-digit `coap.response.observe` that no JSON
+    encoder would write (orjson refuses it, the stdlib's digit limit too): the operation and its
+    alert were lost at the sink."""
+    get = h("42010001abcd") + bytes([0x60, 0x51]) + b"3"                # GET /3, Observe: 0
+    notify = h("62450001abcd") + _option(6, b"\x01" * 2000) + b"\xffx"
+    p, docs = run([dgram(CLIENT, SERVER, get, 1), dgram(SERVER, CLIENT, notify, 2)])
+    assert anomalies(docs) == ["Observe option of 2000 bytes (at most 3)"]
+    assert p.stats.decode_errors["coap-malformed"] == 1
+
+
+def test_a_number_beyond_the_digit_limit_is_written_as_hex_not_lost():
+    """The sink's last resort: whatever builds such a number, the document is still written."""
+    huge = 1 << 20_000
+    line = dumps_line({"a": {"n": huge, "small": 1 << 70}, "b": [huge, True]})
+    assert line == ('{"a":{"n":"%s","small":%d},"b":["%s",true]}\n' % (hex(huge), 1 << 70, hex(huge))).encode()
+
+
+def test_content_format_and_accept_beyond_two_bytes_are_malformed():
+    for number, name in ((coap.CONTENT_FORMAT, "Content-Format"), (coap.ACCEPT, "Accept")):
+        msg = h("42010001abcd") + _option(number, b"\x07" * 300)
+        try:
+            coap.parse(msg)
+        except coap.Malformed as exc:
+            assert str(exc) == f"{name} option of 300 bytes (at most 2)"
+        else:
+            raise AssertionError(f"a 300-byte {name} parsed")
+    assert coap.parse(h("42010001abcd") + bytes([0xc3]) + h("00002a")).content_format == 42   # long, small: kept
+
+
 def test_a_block_far_beyond_the_body_is_not_zero_filled():
     """A valid 3-byte Block2 number (here 4096: a 4 MiB hole; up to 2**20 blocks = 1 GiB) made
     one packet allocate the hole as zeros. Now such a block is a gap: not stored."""

@@ -186,10 +186,10 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                     path, f"read error ({e.strerror or e}) at byte {reader.offset}", frame))
                 return
             for rec in records:
-                if rec.__class__ is not Packet:
-                    if rec.__class__ is Secrets and on_secrets is not None:
+                if type(rec) is not Packet:
+                    if type(rec) is Secrets and on_secrets is not None:
                         on_secrets(path, rec.secrets_type, rec.data)
-                    elif rec.__class__ is Numbered:
+                    elif type(rec) is Numbered:
                         frame += 1      # Wireshark numbers it: keep our numbers equal
                     continue
                 ts, linktype, origlen, data, _ = rec
@@ -200,11 +200,11 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                     _malformed(stats, "timestamp out of range (before 1970 or after 9998)")
                     continue
                 r = decode(linktype, data, origlen)
-                if r.__class__ is Udp:
+                if type(r) is Udp:
                     src, sport, dst, dport, payload = r
                     yield Datagram(ts, text(src) or name(src), sport, text(dst) or name(dst),
                                    dport, payload, frame, path)
-                elif r.__class__ is Fragment:
+                elif type(r) is Fragment:
                     d = _fragment(r, ts, frame, path, reasm, stats, names)
                     if d is not None:
                         yield d
@@ -240,7 +240,7 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
     stats.reassembled += 1
     first, payload = done
     r = transport(first, payload)
-    if r.__class__ is Udp:
+    if type(r) is Udp:
         return Datagram(ts_ns, names.text(r.src), r.src_port, names.text(r.dst), r.dst_port,
                         r.payload, frame, path)
     _count_skip(cast(Skip, r), stats)

@@ -70,7 +70,7 @@ class Rule:
         """False when `match` is false for every document with this event.dataset/action
         (an exact `str` or None; other values are not ruled out)."""
         for need, v in ((self.needs_dataset, dataset), (self.needs_action, action)):
-            if need is not None and (v is None or (v.__class__ is str and v.casefold() not in need)):
+            if need is not None and (v is None or (type(v) is str and v.casefold() not in need)):
                 return False
         return True
 
@@ -389,7 +389,7 @@ class RuleEngine:
         if self._next_expiry is not None and now is not None and now >= self._next_expiry:
             self._expire(now, out)
         action = ev.get("action")
-        if (action is None or action.__class__ is str) and (dataset is None or dataset.__class__ is str):
+        if (action is None or type(action) is str) and (dataset is None or type(dataset) is str):
             run = self._runners.get((dataset, action))
             if run is None:
                 run = self._runner(self._select(dataset, action))

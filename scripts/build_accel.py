@@ -53,7 +53,7 @@ NATIVE = {
                 "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events"],
 }
 NATIVE_GROUP = "monitor._native"
-MYPY_FLAGS = ["--ignore-missing-imports", "--follow-imports=silent"]
+MYPY_FLAGS = ["--ignore-missing-imports", "--follow-imports=silent", "--cache-dir=build/mypy_cache"]
 
 
 # annotation_typing off: annotations stay documentation, so the compiled code behaves exactly as

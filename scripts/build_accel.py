@@ -48,9 +48,9 @@ HOT = {
 # of HOT by Cython. Members must type-check under MYPY_FLAGS.
 NATIVE = {
     "parsers": ["pcapfile", "netlayers", "coap", "dtls", "tls_suites"],
-    "monitor": ["datagram", "capture", "ip_reassembly", "analyze", "ecs", "exchanges", "operations", "pipeline",
-                "lwm2m_events", "registrations", "rule_engine", "rule_facts", "alerts", "sinks",
-                "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events"],
+    "monitor": ["datagram", "capture", "ip_reassembly", "analyze", "sharding", "ecs", "exchanges",
+                "operations", "pipeline", "lwm2m_events", "registrations", "rule_engine", "rule_facts",
+                "alerts", "sinks", "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events"],
 }
 NATIVE_GROUP = "monitor._native"
 MYPY_FLAGS = ["--ignore-missing-imports", "--follow-imports=silent", "--cache-dir=build/mypy_cache"]

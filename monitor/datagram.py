@@ -34,9 +34,10 @@ class Datagram:
 
     def _replace(self, **changes: Any) -> Datagram:
         """A copy with some fields changed (the NamedTuple method, kept for tests and the fuzzer)."""
-        fields: dict[str, Any] = {"ts_ns": self.ts_ns, "src_ip": self.src_ip, "src_port": self.src_port, "dst_ip": self.dst_ip,
-                  "dst_port": self.dst_port, "payload": self.payload, "frame": self.frame,
-                  "source": self.source, "live": self.live}
+        fields: dict[str, Any] = {
+            "ts_ns": self.ts_ns, "src_ip": self.src_ip, "src_port": self.src_port, "dst_ip": self.dst_ip,
+            "dst_port": self.dst_port, "payload": self.payload, "frame": self.frame, "source": self.source,
+            "live": self.live}
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(f"Datagram has no field {sorted(unknown)[0]!r}")

@@ -3,6 +3,11 @@
 Each document family has its builder (`lwm2m_events`, `dtls_events`, `oscore_events`,
 `alerts`); they all start from `base_document` so the common fields are written in one place.
 Documents are plain nested dicts; key order is fixed by construction so NDJSON is byte-stable.
+
+The address, network and file namespaces (`source`, `destination`, `client`, `server`,
+`network`, `file`, `observer`) are shared between the documents of a flow: built once per
+address or flow instead of four to seven dicts per document. Documents are read-only once
+built: code that changes one of these namespaces replaces it (`doc["file"] = {**...}`).
 """
 from __future__ import annotations
 
@@ -33,6 +38,49 @@ def timestamp(ts_ns: int) -> str:
 def event_id(*parts: object) -> str:
     """Deterministic id: the same capture and keys give the same ids."""
     return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+
+
+def text_id(key: str) -> str:
+    """`event_id` of a key the caller wrote as text (per-operation documents: `repr` of the
+    parts tuple was most of the cost)."""
+    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+MAX_SHARED = 65_536
+_ADDRESS_FIELDS: dict[Address, dict] = {}
+_NETWORK_FIELDS: dict[str, dict] = {}
+_ORIGIN_FIELDS: dict[tuple[str, bool], tuple[str, dict]] = {}
+
+
+def address_fields(a: Address) -> dict:
+    """`{"ip", "port"}` of an address: one shared (read-only) dict per address."""
+    d = _ADDRESS_FIELDS.get(a)
+    if d is None:
+        if len(_ADDRESS_FIELDS) >= MAX_SHARED:
+            _ADDRESS_FIELDS.clear()
+        d = _ADDRESS_FIELDS[a] = {"ip": a[0], "port": a[1]}
+    return d
+
+
+def _network_fields(community: str) -> dict:
+    d = _NETWORK_FIELDS.get(community)
+    if d is None:
+        if len(_NETWORK_FIELDS) >= MAX_SHARED:
+            _NETWORK_FIELDS.clear()
+        d = _NETWORK_FIELDS[community] = {"transport": "udp", "community_id": community}
+    return d
+
+
+def _origin_fields(observer: str, live: bool) -> tuple[str, dict]:
+    """("observer", {...}) for a live interface, ("file", {"path"}) for a capture file."""
+    key = (observer, live)
+    o = _ORIGIN_FIELDS.get(key)
+    if o is None:
+        if len(_ORIGIN_FIELDS) >= MAX_SHARED:
+            _ORIGIN_FIELDS.clear()
+        o = _ORIGIN_FIELDS[key] = (("observer", {"ingress": {"interface": {"name": observer}}}) if live
+                                   else ("file", {"path": observer}))
+    return o
 
 
 _COMMUNITY: dict[tuple, str] = {}
@@ -70,19 +118,16 @@ def base_document(*, dataset: str, action: str, ts_ns: int, src: Address, dst: A
     doc: dict = {
         "@timestamp": timestamp(ts_ns),
         "event": event,
-        "source": {"ip": src[0], "port": src[1]},
-        "destination": {"ip": dst[0], "port": dst[1]},
+        "source": address_fields(src),
+        "destination": address_fields(dst),
     }
     if client is not None:
-        doc["client"] = {"ip": client[0], "port": client[1]}
+        doc["client"] = address_fields(client)
     if server is not None:
-        doc["server"] = {"ip": server[0], "port": server[1]}
-    doc["network"] = {"transport": "udp",
-                      "community_id": community if community is not None else community_id(src, dst)}
-    if live:
-        doc["observer"] = {"ingress": {"interface": {"name": observer}}}
-    else:
-        doc["file"] = {"path": observer}
+        doc["server"] = address_fields(server)
+    doc["network"] = _network_fields(community if community is not None else community_id(src, dst))
+    name, origin = _origin_fields(observer, live)
+    doc[name] = origin
     return doc
 
 

@@ -38,25 +38,53 @@ class Carrier:
 PLAIN = Carrier()                           # plain CoAP: one shared instance (never modified)
 
 
-@dataclass(slots=True, eq=False)          # identity semantics: exchanges are tracked objects
+@dataclass(slots=True, eq=False, init=False)   # identity semantics: exchanges are tracked objects
 class Exchange:
+    """One request and what answered it. Its own `__init__`: one is built per exchange, and a
+    dataclass's generated one runs interpreted even in the compiled build."""
+
     request: coap.Message
     req_dgram: Datagram
     carrier: Carrier
-    response: coap.Message | None = None
-    resp_dgram: Datagram | None = None
-    resp_carrier: Carrier | None = None
-    acked: bool = False
-    reset: bool = False
-    retransmissions: int = 0
-    request_body: bytes = b""
-    response_body: bytes = b""
-    request_blocks: int = 0
-    response_blocks: int = 0
-    is_notification: bool = False           # a notification of an established observation
-    observe_of: "Exchange | None" = None    # for notifications: the observe exchange
-    reactive_cancel: bool = False           # an RST answering a notification (RFC 7641 §3.6)
-    orphan: bool = False                    # notifications of an observation registered before the capture
+    response: coap.Message | None
+    resp_dgram: Datagram | None
+    resp_carrier: Carrier | None
+    acked: bool
+    reset: bool
+    retransmissions: int
+    request_body: bytes
+    response_body: bytes
+    request_blocks: int
+    response_blocks: int
+    is_notification: bool                   # a notification of an established observation
+    observe_of: "Exchange | None"           # for notifications: the observe exchange
+    reactive_cancel: bool                   # an RST answering a notification (RFC 7641 §3.6)
+    orphan: bool                            # notifications of an observation registered before the capture
+
+    def __init__(self, request: coap.Message, req_dgram: Datagram, carrier: Carrier,
+                 response: coap.Message | None = None, resp_dgram: Datagram | None = None,
+                 resp_carrier: Carrier | None = None, acked: bool = False, reset: bool = False,
+                 retransmissions: int = 0, request_body: bytes = b"", response_body: bytes = b"",
+                 request_blocks: int = 0, response_blocks: int = 0, is_notification: bool = False,
+                 observe_of: "Exchange | None" = None, reactive_cancel: bool = False,
+                 orphan: bool = False) -> None:
+        self.request = request
+        self.req_dgram = req_dgram
+        self.carrier = carrier
+        self.response = response
+        self.resp_dgram = resp_dgram
+        self.resp_carrier = resp_carrier
+        self.acked = acked
+        self.reset = reset
+        self.retransmissions = retransmissions
+        self.request_body = request_body
+        self.response_body = response_body
+        self.request_blocks = request_blocks
+        self.response_blocks = response_blocks
+        self.is_notification = is_notification
+        self.observe_of = observe_of
+        self.reactive_cancel = reactive_cancel
+        self.orphan = orphan
 
     @property
     def requester(self) -> Address:

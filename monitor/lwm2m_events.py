@@ -6,17 +6,19 @@ facts. Key order is fixed by construction, so the same capture gives byte-identi
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from parsers import coap
 
-from .ecs import Address, base_document, event_id
+from .datagram import Datagram
+from .ecs import Address, base_document, event_id, text_id
 from .exchanges import Exchange
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class OperationFacts:
-    """Everything the pipeline learnt about one LwM2M operation."""
+    """Everything the pipeline learnt about one LwM2M operation. Its own `__init__`: one is built
+    per operation, and a dataclass's generated one runs interpreted even in the compiled build."""
 
     exchange: Exchange
     action: str
@@ -26,22 +28,55 @@ class OperationFacts:
     server: Address
     security: str
     outcome: str
-    endpoint: str | None = None
-    paths: list[str] = field(default_factory=list)
-    values: list[dict] = field(default_factory=list)
-    credential_paths: list[str] = field(default_factory=list)
-    registration: dict | None = None
-    content_format: int | None = None
-    decode_error: str | None = None
-    links: list[str] = field(default_factory=list)
-    body: dict | None = None                 # {"sha256":..., "size":..., "blocks":...} of block-wise bodies
-    identity: dict | None = None             # {"value":..., "type":...}
-    matches_endpoint: bool | None = None
-    layer_fields: list[dict] = field(default_factory=list)   # tls/dtls/oscore facts of the carrier
-    firmware_uri: str | None = None
-    execute_arguments: str | None = None
-    duplicate_from: str | None = None
-    community_id: str | None = None          # the flow's, computed once per flow
+    endpoint: str | None
+    paths: list[str]
+    values: list[dict]
+    credential_paths: list[str]
+    registration: dict | None
+    content_format: int | None
+    decode_error: str | None
+    links: list[str]
+    body: dict | None                        # {"sha256":..., "size":..., "blocks":...} of block-wise bodies
+    identity: dict | None                    # {"value":..., "type":...}
+    matches_endpoint: bool | None
+    layer_fields: list[dict]                 # tls/dtls/oscore facts of the carrier
+    firmware_uri: str | None
+    execute_arguments: str | None
+    duplicate_from: str | None
+    community_id: str | None                 # the flow's, computed once per flow
+
+    def __init__(self, exchange: Exchange, action: str, interface: str, path: str, client: Address,
+                 server: Address, security: str, outcome: str, endpoint: str | None = None,
+                 layer_fields: list[dict] | None = None, community_id: str | None = None) -> None:
+        self.exchange = exchange
+        self.action = action
+        self.interface = interface
+        self.path = path
+        self.client = client
+        self.server = server
+        self.security = security
+        self.outcome = outcome
+        self.endpoint = endpoint
+        self.paths = []
+        self.values = []
+        self.credential_paths = []
+        self.registration = None
+        self.content_format = None
+        self.decode_error = None
+        self.links = []
+        self.body = None
+        self.identity = None
+        self.matches_endpoint = None
+        self.layer_fields = layer_fields if layer_fields is not None else []
+        self.firmware_uri = None
+        self.execute_arguments = None
+        self.duplicate_from = None
+        self.community_id = community_id
+
+
+# event.category / event.type of every operation: shared lists (documents are read-only once built)
+NETWORK_CATEGORY = ["network"]
+PROTOCOL_TYPE = ["protocol"]
 
 
 def outcome_of(ex: Exchange) -> str:
@@ -52,14 +87,14 @@ def outcome_of(ex: Exchange) -> str:
     return "success" if ex.response.code >> 5 == 2 else "failure"
 
 
-def _first_packet(ex: Exchange):
+def _first_packet(ex: Exchange) -> Datagram:
     """Notifications and reactive cancels start with their own packet."""
     if (ex.is_notification or ex.reactive_cancel) and ex.resp_dgram is not None:
         return ex.resp_dgram
     return ex.req_dgram
 
 
-def _last_packet(ex: Exchange):
+def _last_packet(ex: Exchange) -> Datagram:
     return ex.resp_dgram if ex.resp_dgram is not None else ex.req_dgram
 
 
@@ -67,13 +102,14 @@ def operation_document(f: OperationFacts) -> dict:
     ex = f.exchange
     start, end = _first_packet(ex), _last_packet(ex)
     req = ex.request
-    eid = event_id("lwm2m", f.action, end.ts_ns, start.src, start.dst, req.mid, req.token.hex(),
-                   ex.response.mid if ex.response is not None else "")
+    rmid = ex.response.mid if ex.response is not None else ""
+    eid = text_id(f"lwm2m|{f.action}|{end.ts_ns}|{start.src_ip}|{start.src_port}|{start.dst_ip}|"
+                  f"{start.dst_port}|{req.mid}|{req.token.hex()}|{rmid}")
     doc = base_document(dataset="lwm2m.operation", action=f.action, ts_ns=end.ts_ns, src=start.src,
                         dst=start.dst, client=f.client, server=f.server, observer=end.source,
                         live=end.live, eid=eid, outcome=f.outcome, community=f.community_id)
-    doc["event"]["category"] = ["network"]
-    doc["event"]["type"] = ["protocol"]
+    doc["event"]["category"] = NETWORK_CATEGORY
+    doc["event"]["type"] = PROTOCOL_TYPE
     if ex.resp_dgram is not None and not ex.is_notification and not ex.reactive_cancel:
         doc["event"]["duration"] = max(0, ex.resp_dgram.ts_ns - ex.req_dgram.ts_ns)
     lw: dict = {"interface": f.interface}

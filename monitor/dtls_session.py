@@ -110,6 +110,8 @@ class DtlsSessionFacts:
     decrypted_records: int = 0
     failed_records: int = 0
     retransmissions: int = 0
+    # lwm2m_fields() and the facts it was built from: rebuilt only when one of them changes
+    fields_cache: tuple[tuple, dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def version(self) -> str | None:
@@ -151,7 +153,20 @@ class DtlsSessionFacts:
         return bool(self.cid_to_server) or bool(self.cid_to_client)
 
     def lwm2m_fields(self) -> dict:
-        """Nested fields merged into every LwM2M event carried in this session."""
+        """Nested fields merged into every LwM2M event carried in this session: one dict per
+        state of the session (every datagram asks; the documents share it, read-only)."""
+        key = (self.wire_version, self.suite_code, self.suite is None, self.established, self.resumed,
+               self.decrypted, self.psk_identity, self.key_source, self.cid_to_server,
+               self.cid_to_client, self.server_cert_type, self.server_rpk is None,
+               len(self.server_certs), self.client_rpk is None, len(self.client_certs))
+        cache = self.fields_cache
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        fields = self._build_lwm2m_fields()
+        self.fields_cache = (key, fields)
+        return fields
+
+    def _build_lwm2m_fields(self) -> dict:
         tls: dict = {"version": self.version or "unknown", "version_protocol": "dtls"}
         if self.cipher:
             tls["cipher"] = self.cipher

@@ -13,7 +13,7 @@ they held.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from parsers import dtls as p
 from parsers.errors import ParseError
@@ -34,12 +34,20 @@ _REPLAY_WINDOW = 64
 Address = tuple[str, int]
 
 
-@dataclass
+@dataclass(init=False)
 class DtlsResult:
-    plaintexts: list[bytes] = field(default_factory=list)
-    session: DtlsSessionFacts | None = None
-    documents: list[dict] = field(default_factory=list)
-    anomalies: list[str] = field(default_factory=list)
+    plaintexts: list[bytes]
+    session: DtlsSessionFacts | None
+    documents: list[dict]
+    anomalies: list[str]
+
+    # one per datagram: a compiled __init__ (a dataclass's generated one runs interpreted)
+    def __init__(self, plaintexts: list[bytes] | None = None, session: DtlsSessionFacts | None = None,
+                 documents: list[dict] | None = None, anomalies: list[str] | None = None) -> None:
+        self.plaintexts = plaintexts if plaintexts is not None else []
+        self.session = session
+        self.documents = documents if documents is not None else []
+        self.anomalies = anomalies if anomalies is not None else []
 
 
 class _Partial:

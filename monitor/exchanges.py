@@ -27,12 +27,17 @@ NON_LIFETIME_NS = 145 * 1_000_000_000
 MAX_BLOCK_HOLE = 64 * 1024
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Carrier:
     """How a message was carried: its security layer and the facts of that layer."""
 
-    security: str = "nosec"                 # nosec, dtls, oscore, dtls+oscore
-    fields: dict | None = None              # merged into events (tls.*, dtls.*, oscore.*, lwm2m.identity)
+    security: str                           # nosec, dtls, oscore, dtls+oscore
+    fields: dict | None                     # merged into events (tls.*, dtls.*, oscore.*, lwm2m.identity)
+
+    # one per DTLS datagram: a compiled __init__ (a dataclass's generated one runs interpreted)
+    def __init__(self, security: str = "nosec", fields: dict | None = None) -> None:
+        self.security = security
+        self.fields = fields
 
 
 PLAIN = Carrier()                           # plain CoAP: one shared instance (never modified)

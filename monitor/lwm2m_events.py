@@ -143,8 +143,12 @@ def operation_document(f: OperationFacts) -> dict:
     doc["coap"] = coap_fields(ex, f.content_format)
     if f.body is not None:
         doc["file"] = {**doc.get("file", {}), "hash": {"sha256": f.body["sha256"]}, "size": f.body["size"]}
-    for layer in f.layer_fields:
-        merge_layer(doc, layer)
+    layers = f.layer_fields
+    if len(layers) == 1:
+        share_layer(doc, layers[0])
+    else:
+        for layer in layers:
+            merge_layer(doc, layer)
     return doc
 
 
@@ -187,6 +191,21 @@ def merge_layer(doc: dict, layer: dict) -> None:
             cur = doc.get(key, _ABSENT)
             if cur is _ABSENT:
                 doc[key] = _copy_dicts(value)       # the common case: a namespace the operation left alone
+            elif isinstance(cur, dict):
+                merge_layer(cur, value)
+        elif key not in doc:
+            doc[key] = value
+
+
+def share_layer(doc: dict, layer: dict) -> None:
+    """`merge_layer` of the only layer: a namespace the operation left alone (tls, dtls, oscore)
+    is shared with the carrier's facts instead of copied (documents are read-only once built);
+    deeper merges copy as `merge_layer` does."""
+    for key, value in layer.items():
+        if isinstance(value, dict):
+            cur = doc.get(key, _ABSENT)
+            if cur is _ABSENT:
+                doc[key] = value
             elif isinstance(cur, dict):
                 merge_layer(cur, value)
         elif key not in doc:

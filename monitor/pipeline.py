@@ -605,10 +605,12 @@ class Pipeline:
                         self.stats.harvested_oscore += 1
 
     def _identity(self, f: events.OperationFacts) -> None:
-        merged: dict = {}
+        ident: Any = None                    # the first layer's, as merging the layers would keep
         for layer in f.layer_fields:
-            events.merge_layer(merged, layer)
-        ident = merged.get("lwm2m", {}).get("identity")
+            lw = layer.get("lwm2m")
+            if isinstance(lw, dict) and lw.get("identity"):
+                ident = lw["identity"]
+                break
         if not ident:
             return
         f.identity = {"value": ident["value"], "type": ident["type"]}

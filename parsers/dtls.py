@@ -43,17 +43,31 @@ _RECORD = struct.Struct("!BHHHIH")      # type, version, epoch, seq (16+32 bits)
 HANDSHAKE_HEADER_LEN = 12
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Record:
-    """One DTLSPlaintext/DTLSCiphertext record. `cid` is set for content type 25 only."""
+    """One DTLSPlaintext/DTLSCiphertext record. `cid` is set for content type 25 only.
+
+    Not frozen, and its own `__init__`: one is built per record, and a frozen dataclass's
+    generated `__init__` runs interpreted (one `object.__setattr__` per field) even in the
+    compiled build. Nothing assigns to a record after it is built."""
 
     content_type: int
     version: int
     epoch: int
     seq: int
     fragment: bytes
-    cid: bytes = b""
-    offset: int = 0
+    cid: bytes
+    offset: int
+
+    def __init__(self, content_type: int, version: int, epoch: int, seq: int, fragment: bytes,
+                 cid: bytes = b"", offset: int = 0) -> None:
+        self.content_type = content_type
+        self.version = version
+        self.epoch = epoch
+        self.seq = seq
+        self.fragment = fragment
+        self.cid = cid
+        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)

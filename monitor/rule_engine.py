@@ -27,7 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from . import rule_facts
-from .alerts import RuleInfo, alert_document, from_snapshot, trigger_snapshot, ts_ns
+from .alerts import RuleInfo, alert_document, trigger_snapshot, ts_ns
 from .ecs import get_path, timestamp
 from .sigma_codegen import generate_rule, generate_runner
 from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
@@ -100,7 +100,7 @@ class _Fold:
     window_end: str                          # ISO time: string order is time order
     first: str
     last: str
-    evidence: bytes | dict | None            # alerts.trigger_snapshot of the latest repeat
+    evidence: dict | None                    # alerts.trigger_snapshot of the latest repeat
     group: str | None
     count: int = 0                            # repeats after the immediate alert
     ids: list[str] = field(default_factory=list)
@@ -496,7 +496,7 @@ class RuleEngine:
 
     def _flush(self, fold: _Fold, out: list[dict]) -> None:
         if fold.count and fold.evidence is not None:          # a repeat brings its evidence
-            out.append(alert_document(fold.rule.info, fold.level, from_snapshot(fold.evidence), related_ids=fold.ids,
+            out.append(alert_document(fold.rule.info, fold.level, fold.evidence, related_ids=fold.ids,
                                       count=fold.count, first=fold.first, last=fold.last,
                                       group=fold.group, folded=True))
 

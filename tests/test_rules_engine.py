@@ -114,10 +114,11 @@ def test_folding_per_endpoint_in_packet_time(tmp_path):
     assert [a["event"]["count"] for a in e2.close()] == [1]
 
 
-def test_folded_alert_evidence_is_the_latest_repeat_as_it_was_then(tmp_path):
-    """A fold keeps a snapshot of its latest repeat (alerts.trigger_snapshot), not the document:
-    a later change to that document does not reach the alert, and a document the fast encoder
-    refuses (an int key, a bignum) is kept as a private copy and gives the same alert."""
+def test_folded_alert_evidence_is_the_latest_repeat(tmp_path):
+    """A fold keeps its latest repeat's namespaces (alerts.trigger_snapshot; documents are
+    read-only once built) and the alert copies them: the folded alert carries the latest
+    repeat's evidence, including values the fast encoder refuses (an int key, a bignum), and
+    changing the alert does not reach the trigger."""
     _rule(tmp_path, "t-fold", "sel:\n  lwm2m.path: /x\ncondition: sel\n")
     e = _engine(tmp_path, {"fold_window": "60s"})
     e.process(_doc("2026-11-23T10:00:00.000000Z", "a", path="/x"))
@@ -126,16 +127,15 @@ def test_folded_alert_evidence_is_the_latest_repeat_as_it_was_then(tmp_path):
     e.process(b)
     c = _doc("2026-11-23T10:00:20.000000Z", "c", path="/x", values=[{"path": "/3/0/9", "value": 7.5}])
     e.process(c)
-    c["lwm2m"]["values"][0]["value"] = "changed later"
-    del c["client"]
     (folded,) = e.close()
     assert folded["event"]["count"] == 2 and folded["related"]["id"] == ["b", "c"]
     assert folded["lwm2m"]["values"] == [{"path": "/3/0/9", "value": 7.5}]
     assert folded["client"] == {"ip": "192.0.2.1", "port": 56830}
+    folded["lwm2m"]["values"][0]["value"] = "changed in the alert"
+    assert c["lwm2m"]["values"] == [{"path": "/3/0/9", "value": 7.5}]
     e2 = _engine(tmp_path, {"fold_window": "60s"})
     e2.process(_doc("2026-11-23T10:00:00.000000Z", "a", path="/x"))
     e2.process(b)
-    b["lwm2m"]["registration"]["objects"][5] = "changed later"
     (odd,) = e2.close()
     assert odd["lwm2m"]["values"] == [{"path": "/3/0/9", "value": 2**70}]
     assert odd["lwm2m"]["registration"] == {"objects": {5: "odd int key"}}

@@ -49,18 +49,6 @@ def _copy(value):
     return value
 
 
-# Everything alert_document reads of its trigger
-TRIGGER_FIELDS = ("@timestamp", "file", "observer", "source", "destination", *EVIDENCE)
-
-
-def trigger_snapshot(doc: dict) -> dict:
-    """What an alert about `doc` needs of it, for a folded alert that is written later: its
-    top-level namespaces by reference. Documents are read-only once built (`monitor.ecs`), so
-    the references are a snapshot; encoding them (orjson) on every repeat was 4% of `analyze`'s
-    CPU, and holding whole documents kept every namespace of one per fold alive."""
-    return {k: doc[k] for k in TRIGGER_FIELDS if k in doc}
-
-
 def _addr(doc: dict, key: str) -> tuple[str, int] | None:
     a = doc.get(key)
     if isinstance(a, dict) and "ip" in a:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from . import rule_facts
-from .alerts import RuleInfo, alert_document, trigger_snapshot, ts_ns
+from .alerts import RuleInfo, alert_document, ts_ns
 from .ecs import get_path, timestamp
 from .sigma_codegen import generate_rule, generate_runner
 from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
@@ -100,7 +100,7 @@ class _Fold:
     window_end: str                          # ISO time: string order is time order
     first: str
     last: str
-    evidence: dict | None                    # alerts.trigger_snapshot of the latest repeat
+    evidence: dict | None                    # the latest repeat (documents are read-only once built)
     group: str | None
     count: int = 0                            # repeats after the immediate alert
     ids: list[str] = field(default_factory=list)
@@ -462,7 +462,7 @@ class RuleEngine:
                 if not fold.count:
                     fold.first = now
                 fold.count += 1
-                fold.last, fold.evidence = now, trigger_snapshot(doc)
+                fold.last, fold.evidence = now, doc
                 if len(fold.ids) < 20:
                     fold.ids.append(doc["event"].get("id", ""))
                 return
@@ -476,7 +476,7 @@ class RuleEngine:
             if not fold.count:
                 fold.first = now                # the folded alert spans the repeats it counts
             fold.count += 1
-            fold.last, fold.evidence = now, trigger_snapshot(doc)
+            fold.last, fold.evidence = now, doc
             if len(fold.ids) < 20:
                 fold.ids.append(eid)
             return

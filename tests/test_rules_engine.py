@@ -115,8 +115,8 @@ def test_folding_per_endpoint_in_packet_time(tmp_path):
 
 
 def test_folded_alert_evidence_is_the_latest_repeat(tmp_path):
-    """A fold keeps its latest repeat's namespaces (alerts.trigger_snapshot; documents are
-    read-only once built) and the alert copies them: the folded alert carries the latest
+    """A fold keeps its latest repeat (documents are read-only once built) and the alert
+    copies its evidence: the folded alert carries the latest
     repeat's evidence, including values the fast encoder refuses (an int key, a bignum), and
     changing the alert does not reach the trigger."""
     _rule(tmp_path, "t-fold", "sel:\n  lwm2m.path: /x\ncondition: sel\n")

@@ -67,11 +67,14 @@ class AddressText:
 
 # Called with (path, secrets_type, data) for each pcapng Decryption Secrets Block.
 SecretsSink = Callable[[str, int, bytes], None]
+# Called with (src, src_port, dst, dst_port), addresses as raw bytes, for every UDP datagram
+# before it is built: False drops it (a sharded worker keeps its own clients' traffic).
+UdpFilter = Callable[[bytes, int, bytes, int], bool]
 
 
 def read_files(paths: list[str], stats: CaptureStats,
-               on_secrets: SecretsSink | None = None) -> Iterator[Datagram]:
-    """The UDP datagrams of all `paths`, merged in time order.
+               on_secrets: SecretsSink | None = None, keep: UdpFilter | None = None) -> Iterator[Datagram]:
+    """The UDP datagrams of all `paths` (those `keep` accepts), merged in time order.
 
     Every file is opened now, so a missing one raises `CaptureError` before any output.
     """
@@ -84,7 +87,7 @@ def read_files(paths: list[str], stats: CaptureStats,
         for f, _ in opened:
             f.close()
         raise
-    iters = [_datagrams(p, f, gz, stats, on_secrets, names)
+    iters = [_datagrams(p, f, gz, stats, on_secrets, names, keep)
              for p, (f, gz) in zip(paths, opened)]
     if len(iters) == 1:
         return iters[0]
@@ -157,7 +160,8 @@ def _salvage(d, raw: bytes) -> Iterator[bytes]:
 
 
 def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
-               on_secrets: SecretsSink | None, names: AddressText) -> Iterator[Datagram]:
+               on_secrets: SecretsSink | None, names: AddressText,
+               keep: UdpFilter | None = None) -> Iterator[Datagram]:
     stats.files += 1
     reader = Reader()
     reasm = Reassembler()
@@ -202,10 +206,12 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                 r = decode(linktype, data, origlen)
                 if type(r) is Udp:
                     src, sport, dst, dport, payload = r
+                    if keep is not None and not keep(src, sport, dst, dport):
+                        continue
                     yield Datagram(ts, text(src) or name(src), sport, text(dst) or name(dst),
                                    dport, payload, frame, path)
                 elif type(r) is Fragment:
-                    d = _fragment(r, ts, frame, path, reasm, stats, names)
+                    d = _fragment(r, ts, frame, path, reasm, stats, names, keep)
                     if d is not None:
                         yield d
                 else:
@@ -232,7 +238,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
 
 
 def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassembler,
-              stats: CaptureStats, names: AddressText) -> Datagram | None:
+              stats: CaptureStats, names: AddressText, keep: UdpFilter | None = None) -> Datagram | None:
     stats.ip_fragments += 1
     done = reasm.add(frag, ts_ns)
     if done is None:
@@ -241,6 +247,8 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
     first, payload = done
     r = transport(first, payload)
     if type(r) is Udp:
+        if keep is not None and not keep(r.src, r.src_port, r.dst, r.dst_port):
+            return None
         return Datagram(ts_ns, names.text(r.src), r.src_port, names.text(r.dst), r.dst_port,
                         r.payload, frame, path)
     _count_skip(cast(Skip, r), stats)

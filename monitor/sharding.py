@@ -1,8 +1,8 @@
 """Multi-core offline analysis: N forked workers, each analysing the traffic of its share of clients.
 
 Every worker reads the whole capture itself (`monitor.capture.read_files`) and keeps only the
-datagrams whose shard key hashes to its index, runs its own `Pipeline` over them and writes its
-documents to a part file. The parent then hands the parts, in worker order, to the sinks: the
+datagrams whose shard key hashes to its index (decided on the raw addresses, before a datagram
+is built), runs its own `Pipeline` over them and writes its documents to a part file. The parent then hands the parts, in worker order, to the sinks: the
 output is deterministic for a given N (byte-identical across runs), and its documents are the
 same set as a single-process run's, in a different order.
 
@@ -24,6 +24,7 @@ Limitations (a single process has none of them):
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import multiprocessing
 import os
 import resource
@@ -33,28 +34,56 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from .analyze import BATCH, AnalysisResult, drive
 from .capture import CaptureError, CaptureStats, read_files
-from .datagram import Datagram
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
 
 LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5783})
 MAX_CACHED_KEYS = 1 << 20          # address → shard memo; cleared when full (bounded)
 
 
-def shard_address(src_ip: str, src_port: int, dst_ip: str, dst_port: int) -> str:
-    """The address that identifies the LwM2M client of a datagram (see the module doc)."""
+def shard_address(src_ip: Any, src_port: int, dst_ip: Any, dst_port: int) -> Any:
+    """The address that identifies the LwM2M client of a datagram (see the module doc): both
+    raw bytes (as the workers filter) or both text."""
     src_server = src_port in LWM2M_SERVER_PORTS
     if src_server != (dst_port in LWM2M_SERVER_PORTS):
         return dst_ip if src_server else src_ip
     return src_ip if src_ip <= dst_ip else dst_ip
 
 
-def shard_of(address: str, workers: int) -> int:
-    """Stable across processes and runs (unlike `hash()` of a str)."""
-    return zlib.crc32(address.encode()) % workers
+def shard_of(address: bytes | str, workers: int) -> int:
+    """CRC-32 of the raw address (4 or 16 bytes; text is converted): stable across processes
+    and runs (unlike `hash()`)."""
+    raw = ipaddress.ip_address(address).packed if isinstance(address, str) else address
+    return zlib.crc32(raw) % workers
+
+
+class ShardFilter:
+    """`capture.UdpFilter` of one worker: `shard_of(shard_address(...)) == index`, inlined and
+    memoised per address (this runs for every datagram in every worker)."""
+
+    def __init__(self, index: int, workers: int) -> None:
+        self.index = index
+        self.workers = workers
+        self.memo: dict[bytes, int] = {}
+
+    def keep(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
+        ports = LWM2M_SERVER_PORTS
+        if dport in ports:
+            addr = src if sport not in ports or src <= dst else dst
+        elif sport in ports:
+            addr = dst
+        else:
+            addr = src if src <= dst else dst
+        memo = self.memo
+        shard = memo.get(addr)
+        if shard is None:
+            if len(memo) >= MAX_CACHED_KEYS:
+                memo.clear()
+            shard = memo[addr] = zlib.crc32(addr) % self.workers
+        return shard == self.index
 
 
 @dataclass
@@ -156,35 +185,13 @@ def _worker_main(index: int, workers: int, paths: list[str], config: PipelineCon
     conn.close()
 
 
-def _shard(datagrams: Iterable[Datagram], index: int, workers: int) -> Iterator[Datagram]:
-    """The datagrams of this worker's clients (`shard_of(shard_address(...))`, inlined and
-    memoised: this runs for every datagram in every worker)."""
-    ports = LWM2M_SERVER_PORTS
-    memo: dict[str, int] = {}
-    for d in datagrams:
-        sp, dp = d.src_port, d.dst_port
-        if dp in ports:
-            addr = d.src_ip if sp not in ports or d.src_ip <= d.dst_ip else d.dst_ip
-        elif sp in ports:
-            addr = d.dst_ip
-        else:
-            addr = d.src_ip if d.src_ip <= d.dst_ip else d.dst_ip
-        shard = memo.get(addr)
-        if shard is None:
-            if len(memo) >= MAX_CACHED_KEYS:
-                memo.clear()
-            shard = memo[addr] = zlib.crc32(addr.encode()) % workers
-        if shard == index:
-            yield d
-
-
 def _work(result: WorkerResult, workers: int, paths: list[str], config: PipelineConfig, part: str,
           progress) -> None:
     from .sinks import NdjsonSink
     sink = NdjsonSink(part)
     pipeline = Pipeline(config)
     cstats = result.capture
-    mine = _shard(read_files(paths, cstats), result.index, workers)
+    mine = read_files(paths, cstats, keep=ShardFilter(result.index, workers).keep)
     result.documents = drive(mine, pipeline, sink.write, cstats, progress)
     sink.close()
     result.stats = pipeline.stats

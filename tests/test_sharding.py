@@ -8,6 +8,7 @@ rule engine and the key store carry state). The documents, sorted by event.id, m
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import subprocess
@@ -120,8 +121,27 @@ def test_shard_address(src, sport, dst, dport, expected):
 
 
 def test_shard_of_is_stable_crc32():
-    assert sharding.shard_of("10.1.0.7", 4) == zlib.crc32(b"10.1.0.7") % 4
+    assert sharding.shard_of("10.1.0.7", 4) == zlib.crc32(bytes([10, 1, 0, 7])) % 4
+    assert sharding.shard_of(bytes([10, 1, 0, 7]), 4) == sharding.shard_of("10.1.0.7", 4)
     assert {sharding.shard_of(f"10.1.0.{i}", 2) for i in range(20)} == {0, 1}
+
+
+@pytest.mark.parametrize("src,sport,dst,dport,expected", [
+    ("10.0.0.9", 40000, "10.0.0.1", 5683, "10.0.0.9"),
+    ("10.0.0.1", 5684, "10.0.0.9", 40000, "10.0.0.9"),
+    ("10.0.0.9", 40000, "10.0.0.1", 41000, "10.0.0.1"),
+    ("fe80::2", 5783, "fe80::1", 33333, "fe80::1"),
+])
+def test_worker_filter_keeps_exactly_its_clients(src, sport, dst, dport, expected):
+    """The filter a worker applies to raw addresses agrees with shard_of(shard_address())."""
+    raw = [ipaddress.ip_address(a).packed for a in (src, dst)]
+    for workers in (2, 3):
+        owners = [i for i in range(workers)
+                  if sharding.ShardFilter(i, workers).keep(raw[0], sport, raw[1], dport)]
+        assert owners == [sharding.shard_of(expected, workers)]
+        back = [i for i in range(workers)
+                if sharding.ShardFilter(i, workers).keep(raw[1], dport, raw[0], sport)]
+        assert back == owners
 
 
 def test_cli_csv_format_with_workers(generated, tmp_path):

@@ -109,6 +109,9 @@ def append_file(src: BinaryIO, dst: BinaryIO) -> None:
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
+WRITE_BUFFER = 1 << 20
+
+
 class NdjsonSink:
     """One JSON document per line. With `rotate_bytes`, the file at `path` is closed once it
     reaches that size and renamed `<stem>.<n:06d><ext>` (n = 1, 2, ... oldest first), and a new
@@ -131,7 +134,9 @@ class NdjsonSink:
         else:
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
-            self._f = open(path, "wb")          # bytes straight from the encoder: no decode/encode pass
+            # bytes straight from the encoder (no decode/encode pass), in 1 MiB writes: with the
+            # default 8 KiB buffer the write calls alone were a tenth of a large run's CPU
+            self._f = open(path, "wb", buffering=WRITE_BUFFER)
 
     def write(self, docs: list[dict]) -> None:
         if not docs:
@@ -168,7 +173,7 @@ class NdjsonSink:
         target = f"{stem}.{len(self._rotated) + 1:06d}{ext}"
         os.replace(self.path, target)
         self._rotated.append(target)
-        self._f = open(self.path, "wb")
+        self._f = open(self.path, "wb", buffering=WRITE_BUFFER)
         self._size = 0
 
     def close(self) -> SinkReport:

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 import yaml
 
+# libyaml's parser where PyYAML was built with it (as the wheels are): the same documents, parsed
+# about ten times faster (rule and field files are read at every start)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fields.yml")
 
 # Types the index template knows how to map (see es_template.py); a typo must fail loudly.
@@ -40,7 +44,7 @@ class FieldsError(ValueError):
 
 def load(path: str = PATH) -> dict[str, Field]:
     with open(path, encoding="utf-8") as f:
-        entries = yaml.safe_load(f) or []
+        entries = yaml.load(f, Loader=SAFE_LOADER) or []
     out: dict[str, Field] = {}
     for i, e in enumerate(entries):
         where = f"{path}: entry {i + 1}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -19,6 +20,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20
 
 from parsers.dtls import DTLS12, TLS12_CID, Record
 from parsers.tls_suites import Suite
+
+# MAC/AAD prefix of a record without CID: epoch, 48-bit sequence number, type, version, length
+_AAD = struct.Struct("!HHIBHH")
 
 
 def _p_hash(name: str, secret: bytes, seed: bytes, n: int) -> bytes:
@@ -130,11 +134,12 @@ class RecordDecryptor:
 
     def _header(self, rec: Record, length: int) -> bytes:
         """MAC/AAD prefix: RFC 6347 §4.1.2.1, or RFC 9146 §5 for CID records."""
+        if rec.content_type != TLS12_CID:       # one pack: this runs for every record
+            return _AAD.pack(rec.epoch, rec.seq >> 32, rec.seq & 0xFFFFFFFF, rec.content_type,
+                             rec.version, length)
         seq = rec.epoch.to_bytes(2, "big") + rec.seq.to_bytes(6, "big")
         ver = rec.version.to_bytes(2, "big")
         n = length.to_bytes(2, "big")
-        if rec.content_type != TLS12_CID:
-            return seq + bytes([rec.content_type]) + ver + n
         cid_len = bytes([len(rec.cid)])
         if self._cid_draft:   # draft-ietf-tls-dtls-connection-id-05 (mbed TLS ext 254)
             return seq + bytes([TLS12_CID]) + ver + rec.cid + cid_len + n

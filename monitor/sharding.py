@@ -4,7 +4,8 @@ Every worker reads the whole capture itself (`monitor.capture.read_files`) and k
 datagrams whose shard key hashes to its index (decided on the raw addresses, before a datagram
 is built), runs its own `Pipeline` over them and writes its documents to a part file. The parent then hands the parts, in worker order, to the sinks: the
 output is deterministic for a given N (byte-identical across runs), and its documents are the
-same set as a single-process run's, in a different order.
+same set as a single-process run's, in a different order. When the only sink is an NDJSON file,
+worker 0 appends to that file itself and only the other parts are copied after it.
 
 Shard key: the LwM2M client's IP address, so that one client's bootstrap flow, registration flow,
 DTLS sessions and OSCORE contexts (and keys harvested from its cleartext bootstrap) all meet in
@@ -39,6 +40,7 @@ from typing import Any, Callable, Iterable
 from .analyze import BATCH, AnalysisResult, drive
 from .capture import CaptureError, CaptureStats, read_files
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
+from .sinks import NdjsonSink
 
 LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5783})
 MAX_CACHED_KEYS = 1 << 20          # address → shard memo; cleared when full (bounded)
@@ -135,14 +137,18 @@ def analyze_sharded(paths: list[str], config: PipelineConfig, workers: int, sink
         read_files([p], CaptureStats())
     ctx = multiprocessing.get_context("fork")
     tmp = tempfile.mkdtemp(prefix="lwm2m-shards-")
+    # one NDJSON file: worker 0 writes into it directly (its part would be copied first anyway)
+    direct = sinks[0].shared_file() if len(sinks) == 1 and type(sinks[0]) is NdjsonSink else None
     try:
         parts = [os.path.join(tmp, f"part-{i:03d}.ndjson") for i in range(workers)]
+        if direct is not None:
+            parts[0] = direct
         pipes, procs = [], []
         for i in range(workers):
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, name=f"lwm2m-shard-{i}",
-                               args=(i, workers, paths, config, parts[i], send,
-                                     progress if i == 0 else None))
+                               args=(i, workers, paths, config, parts[i], i == 0 and direct is not None,
+                                     send, progress if i == 0 else None))
             proc.start()
             send.close()
             pipes.append(recv)
@@ -151,8 +157,11 @@ def analyze_sharded(paths: list[str], config: PipelineConfig, workers: int, sink
         for r in results:
             if r.error is not None:
                 raise (CaptureError if r.capture_error else RuntimeError)(r.error)
-        for r, part in zip(results, parts):
-            _copy_part(part, r.documents, sinks)
+        for i, (r, part) in enumerate(zip(results, parts)):
+            if i == 0 and direct is not None:
+                sinks[0].adopt_appended(r.documents)
+            else:
+                _copy_part(part, r.documents, sinks)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _merge(results, time.perf_counter() - started)
@@ -170,10 +179,10 @@ def _receive(index: int, conn, proc) -> WorkerResult:
 
 
 def _worker_main(index: int, workers: int, paths: list[str], config: PipelineConfig, part: str,
-                 conn, progress) -> None:
+                 append: bool, conn, progress) -> None:
     result = WorkerResult(index)
     try:
-        _work(result, workers, paths, config, part, progress)
+        _work(result, workers, paths, config, part, append, progress)
     except CaptureError as exc:
         result.error, result.capture_error = str(exc), True
     except KeyboardInterrupt:            # Ctrl-C reaches the whole group: the parent reports it
@@ -186,9 +195,8 @@ def _worker_main(index: int, workers: int, paths: list[str], config: PipelineCon
 
 
 def _work(result: WorkerResult, workers: int, paths: list[str], config: PipelineConfig, part: str,
-          progress) -> None:
-    from .sinks import NdjsonSink
-    sink = NdjsonSink(part)
+          append: bool, progress) -> None:
+    sink = NdjsonSink(part, append=append)
     pipeline = Pipeline(config)
     cstats = result.capture
     mine = read_files(paths, cstats, keep=ShardFilter(result.index, workers).keep)
@@ -202,7 +210,6 @@ def _work(result: WorkerResult, workers: int, paths: list[str], config: Pipeline
 
 def _copy_part(part: str, count: int, sinks: list) -> None:
     """Append a worker's documents to every sink, in the worker's order."""
-    from .sinks import NdjsonSink
     with open(part, "rb") as f:
         for sink in sinks:
             f.seek(0)

@@ -118,7 +118,7 @@ class NdjsonSink:
     `path` is started, so readers find the newest at `path` (live runs). Lines are never split
     between files. `path` "-" writes to standard output (no rotation)."""
 
-    def __init__(self, path: str, rotate_bytes: int | None = None):
+    def __init__(self, path: str, rotate_bytes: int | None = None, append: bool = False):
         if rotate_bytes is not None and rotate_bytes <= 0:
             raise ValueError("rotate_bytes must be positive")
         self.path = path
@@ -136,7 +136,7 @@ class NdjsonSink:
             os.makedirs(parent, exist_ok=True)
             # bytes straight from the encoder (no decode/encode pass), in 1 MiB writes: with the
             # default 8 KiB buffer the write calls alone were a tenth of a large run's CPU
-            self._f = open(path, "wb", buffering=WRITE_BUFFER)
+            self._f = open(path, "ab" if append else "wb", buffering=WRITE_BUFFER)
 
     def write(self, docs: list[dict]) -> None:
         if not docs:
@@ -166,6 +166,20 @@ class NdjsonSink:
         append_file(src, self._f)
         self._sent += count
         return True
+
+    def shared_file(self) -> str | None:
+        """The file another process may append encoded lines to (then `adopt_appended`), with
+        what this sink holds flushed; None for standard output and rotating sinks."""
+        if self._stdout or self.rotate_bytes is not None:
+            return None
+        self._f.flush()
+        return self.path
+
+    def adopt_appended(self, count: int) -> None:
+        """`count` lines were appended to the file by another process (a sharded worker)."""
+        self._f.flush()
+        self._f.seek(0, os.SEEK_END)
+        self._sent += count
 
     def _rotate(self) -> None:
         self._f.close()

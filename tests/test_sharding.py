@@ -94,6 +94,20 @@ def test_cli_output_deterministic_and_same_set(generated, tmp_path):
     assert sorted(outs[0].splitlines()) == sorted(outs[2].splitlines())
 
 
+def test_worker_writing_into_the_output_file_gives_the_copied_parts_bytes(generated, tmp_path):
+    """With one NDJSON sink, worker 0 appends to the output file itself; the file must hold
+    exactly what copying every part gives (the path taken with any other sink set)."""
+    from monitor.sinks import NdjsonSink, dumps_line
+    direct = NdjsonSink(str(tmp_path / "direct.ndjson"))
+    listed = ListSink()
+    res = sharding.analyze_sharded([generated], config_for(None), 3, [direct])
+    report = direct.close()
+    sharding.analyze_sharded([generated], config_for(None), 3, [listed])
+    data = (tmp_path / "direct.ndjson").read_bytes()
+    assert data == b"".join(dumps_line(d) for d in listed.docs)
+    assert report.sent == res.documents == len(listed.docs) > 10_000
+
+
 def test_cli_summary_with_workers(generated, capsys, tmp_path):
     out = str(tmp_path / "s.ndjson")
     assert main(["analyze", generated, "--out", out, "--workers", "2"]) == 0

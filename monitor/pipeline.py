@@ -97,7 +97,7 @@ class Pipeline:
         self.matcher = ExchangeMatcher()
         self.registry = Registry()
         self.flows: OrderedDict[tuple[Address, Address], FlowState] = OrderedDict()
-        self.endpoint_stats: dict[str, Counter] = {}
+        self.endpoint_stats: dict[str, dict[str, int]] = {}       # endpoint -> action/_errors/_security:* -> count
         self._anomaly_counts: OrderedDict[tuple, int] = OrderedDict()
         self._next_sweep = 0
         self._evicted: list[dict] = []
@@ -391,11 +391,13 @@ class Pipeline:
                 ep = OTHER_ENDPOINTS                 # the summary is bounded; events are not
                 counts = self.endpoint_stats.get(ep)
             if counts is None:
-                counts = self.endpoint_stats[ep] = Counter()
-        counts[action] += 1
+                counts = self.endpoint_stats[ep] = {}
+        # plain dicts: `[]` on a dict subclass (Counter) goes through a method lookup every time
+        counts[action] = counts.get(action, 0) + 1
         if facts.outcome == "failure":
-            counts["_errors"] += 1
-        counts["_security:" + facts.security] += 1
+            counts["_errors"] = counts.get("_errors", 0) + 1
+        sec = "_security:" + facts.security
+        counts[sec] = counts.get(sec, 0) + 1
         out.append(events.operation_document(facts))
 
     def _registration(self, f: events.OperationFacts, reg: Registration | None, bootstrap_flow: bool) -> None:

@@ -96,7 +96,7 @@ class WorkerResult:
     documents: int = 0
     capture: CaptureStats = field(default_factory=CaptureStats)
     stats: PipelineStats = field(default_factory=PipelineStats)
-    endpoint_stats: dict[str, Counter] = field(default_factory=dict)
+    endpoint_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     dtls_stats: dict[str, int] = field(default_factory=dict)
     oscore_stats: dict[str, int] = field(default_factory=dict)
     max_rss_kb: int = 0

@@ -26,13 +26,14 @@ _SECOND_TEXT: dict[int, str] = {}
 
 def timestamp(ts_ns: int) -> str:
     """ISO 8601 UTC with microseconds, from packet time."""
-    secs, ns = divmod(ts_ns, 1_000_000_000)
-    text = _SECOND_TEXT.get(secs)
+    secs = ts_ns // 1_000_000_000
+    text = _SECOND_TEXT.get(secs)          # "YYYY-MM-DDTHH:MM:SS." of that second
     if text is None:
         if len(_SECOND_TEXT) > 4096:
             _SECOND_TEXT.clear()
-        text = _SECOND_TEXT[secs] = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{ns // 1000:06d}Z"
+        text = _SECOND_TEXT[secs] = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    # zero-padded microseconds without a format spec (this runs for every document)
+    return text + str(1_000_000 + ts_ns % 1_000_000_000 // 1000)[1:] + "Z"
 
 
 def event_id(*parts: object) -> str:
@@ -115,16 +116,12 @@ def base_document(*, dataset: str, action: str, ts_ns: int, src: Address, dst: A
     if outcome is not None:
         event["outcome"] = outcome
     event["id"] = eid
-    doc: dict = {
-        "@timestamp": timestamp(ts_ns),
-        "event": event,
-        "source": address_fields(src),
-        "destination": address_fields(dst),
-    }
-    if client is not None:
-        doc["client"] = address_fields(client)
+    source, destination = address_fields(src), address_fields(dst)
+    doc: dict = {"@timestamp": timestamp(ts_ns), "event": event, "source": source, "destination": destination}
+    if client is not None:                   # client and server are mostly source and destination
+        doc["client"] = source if client == src else destination if client == dst else address_fields(client)
     if server is not None:
-        doc["server"] = address_fields(server)
+        doc["server"] = destination if server == dst else source if server == src else address_fields(server)
     doc["network"] = _network_fields(community if community is not None else community_id(src, dst))
     name, origin = _origin_fields(observer, live)
     doc[name] = origin

@@ -10,11 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import yaml
-
-# libyaml's parser where PyYAML was built with it (as the wheels are): the same documents, parsed
-# about ten times faster (rule and field files are read at every start)
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from .yaml_loader import safe_load
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fields.yml")
 
@@ -44,7 +40,7 @@ class FieldsError(ValueError):
 
 def load(path: str = PATH) -> dict[str, Field]:
     with open(path, encoding="utf-8") as f:
-        entries = yaml.load(f, Loader=SAFE_LOADER) or []
+        entries = safe_load(f) or []
     out: dict[str, Field] = {}
     for i, e in enumerate(entries):
         where = f"{path}: entry {i + 1}"

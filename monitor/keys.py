@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .yaml_loader import safe_load
+
 
 class KeysError(Exception):
     """The keys file cannot be used; the message is safe to print."""
@@ -90,7 +92,7 @@ def load(path: str) -> KeyStore:
     """Read and validate a keys file; raise `KeysError` naming file and entry on any problem."""
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+            raw = safe_load(fh)
     except FileNotFoundError:
         raise KeysError(f"{path}: keys file not found") from None
     except OSError as exc:

@@ -31,10 +31,7 @@ from .alerts import RuleInfo, alert_document, ts_ns
 from .ecs import get_path, timestamp
 from .sigma_codegen import generate_rule, generate_runner
 from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
-
-# libyaml's parser where PyYAML was built with it (as the wheels are): the same documents, parsed
-# about ten times faster (rule and field files are read at every start)
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from .yaml_loader import safe_load
 
 # from the package, not this module's `__file__`: compiled by mypyc (its group library lives in
 # monitor/), that names a path one directory too deep
@@ -157,7 +154,7 @@ def load_file(path: str) -> list:
     except OSError as exc:
         raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        raw = yaml.load(text, Loader=SAFE_LOADER)
+        raw = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -248,7 +245,7 @@ class RuleConfig:
             return cls()
         try:
             text = Path(path).read_text(encoding="utf-8")
-            raw = yaml.load(text, Loader=SAFE_LOADER) or {}
+            raw = safe_load(text) or {}
         except OSError as exc:
             raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
         except yaml.YAMLError as exc:

@@ -2,6 +2,8 @@
 
 UDP → (DTLS) → CoAP → (OSCORE) → exchange matching → LwM2M operation → event documents →
 rules. Capture sources (files, live) and sinks live outside; the same code serves both.
+The documents returned are read-only: some namespaces are shared between documents (see
+`monitor.ecs`), and the rule engine's folded alerts hold on to documents it has seen.
 """
 from __future__ import annotations
 
@@ -141,7 +143,7 @@ class Pipeline:
                 coaps_port = dgram.dst_port in self._coaps_ports or dgram.src_port in self._coaps_ports
                 for plain in res.plaintexts:
                     if coaps_port or (coap.looks_like_coap(plain) and self._parses(plain)):
-                        self._coap(dgram, plain, carrier, out)
+                        self._coap(dgram, plain, carrier, out, flow)
                     else:
                         self.stats.dtls_non_coap += 1        # other applications over DTLS
         elif dgram.dst_port in self._coap_ports or dgram.src_port in self._coap_ports:
@@ -272,7 +274,9 @@ class Pipeline:
         }
 
     # --- CoAP ---------------------------------------------------------------------------
-    def _coap(self, dgram: Datagram, data: bytes, carrier: Carrier, out: list[dict]) -> None:
+    def _coap(self, dgram: Datagram, data: bytes, carrier: Carrier, out: list[dict],
+              flow: FlowState | None = None) -> None:
+        """One CoAP message; `flow` when the caller already looked it up (DTLS)."""
         try:
             msg = coap.parse(data)
         except ParseError as exc:
@@ -281,7 +285,8 @@ class Pipeline:
         self.stats.coap_messages += 1
         if self.config.coap_observer is not None:
             self.config.coap_observer(dgram, msg)
-        flow = self._flow(dgram)
+        if flow is None:
+            flow = self._flow(dgram)
         if msg.is_request and flow.client is None and is_client_request(msg):
             flow.client = dgram.src
         if msg.code == 0 and msg.type in (coap.CON, coap.NON):

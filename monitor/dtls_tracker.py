@@ -50,6 +50,10 @@ class DtlsResult:
         self.anomalies = anomalies if anomalies is not None else []
 
 
+def _direction_epoch(from_client: bool, epoch: int) -> int:
+    return epoch << 1 | from_client
+
+
 class _Partial:
     """A handshake message arriving in fragments."""
 
@@ -83,10 +87,11 @@ class _Session:
         self.done: set[tuple[bool, int, int]] = set()
         self.partial: dict[tuple[bool, int, int], _Partial] = {}
         self.master: bytes | None = None
-        self.ciphers: dict[tuple[bool, int], crypto.RecordDecryptor] = {}
+        # keyed by _direction_epoch(from_client, epoch): an int, not a tuple built per record
+        self.ciphers: dict[int, crypto.RecordDecryptor] = {}
         self.ccs: set[bool] = set()
         self.saw_server_hello_done = False
-        self.windows: dict[tuple[bool, int], list[int]] = {}
+        self.windows: dict[int, list[int]] = {}
         self.ticket: bytes | None = None
         self.ch_cids: dict[int, bytes] = {}   # connection_id extension -> CID the client asked for
 
@@ -333,9 +338,10 @@ class DtlsTracker:
 
     def _duplicate(self, sess: _Session, from_client: bool, rec: p.Record) -> bool:
         """Anti-replay window (RFC 6347 §4.1.2.6) so a duplicated datagram is reported once."""
-        w = sess.windows.get((from_client, rec.epoch))
+        key = _direction_epoch(from_client, rec.epoch)
+        w = sess.windows.get(key)
         if w is None:
-            sess.windows[(from_client, rec.epoch)] = [rec.seq, 1]
+            sess.windows[key] = [rec.seq, 1]
             return False
         top, bits = w
         if rec.seq > top:
@@ -354,7 +360,7 @@ class DtlsTracker:
     # ------------------------------------------------------------------ keys
 
     def _decryptor(self, sess: _Session, from_client: bool, epoch: int) -> crypto.RecordDecryptor | None:
-        dec = sess.ciphers.get((from_client, epoch))
+        dec = sess.ciphers.get(_direction_epoch(from_client, epoch))
         if dec is not None:
             return dec
         f = sess.facts
@@ -373,13 +379,13 @@ class DtlsTracker:
             return None
         kb = crypto.key_block(version, f.suite, master, c_random, s_random)
         etm = f.encrypt_then_mac and not f.suite.aead
-        sess.ciphers[(True, 1)] = crypto.RecordDecryptor(
+        sess.ciphers[_direction_epoch(True, 1)] = crypto.RecordDecryptor(
             f.suite, version, kb.client_key, kb.client_iv, kb.client_mac,
             encrypt_then_mac=etm, cid_draft=f.cid_draft)
-        sess.ciphers[(False, 1)] = crypto.RecordDecryptor(
+        sess.ciphers[_direction_epoch(False, 1)] = crypto.RecordDecryptor(
             f.suite, version, kb.server_key, kb.server_iv, kb.server_mac,
             encrypt_then_mac=etm, cid_draft=f.cid_draft)
-        return sess.ciphers[(from_client, 1)]
+        return sess.ciphers[_direction_epoch(from_client, 1)]
 
     def _ensure_master(self, sess: _Session) -> bool:
         """Find the master secret: keylog, resumed session, or PSK (looked up now, not earlier)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-
 from .ecs import base_document, event_id
 
 SEVERITY = {"informational": 1, "low": 1, "medium": 2, "high": 3, "critical": 4}

@@ -144,11 +144,8 @@ def operation_document(f: OperationFacts) -> dict:
     if f.body is not None:
         doc["file"] = {**doc.get("file", {}), "hash": {"sha256": f.body["sha256"]}, "size": f.body["size"]}
     layers = f.layer_fields
-    if len(layers) == 1:
-        share_layer(doc, layers[0])
-    else:
-        for layer in layers:
-            merge_layer(doc, layer)
+    for layer in layers:
+        merge_layer(doc, layer, share=len(layers) == 1)
     return doc
 
 
@@ -184,28 +181,15 @@ def coap_fields(ex: Exchange, content_format: int | None) -> dict:
     return out
 
 
-def merge_layer(doc: dict, layer: dict) -> None:
-    """Carrier facts (tls.*, dtls.*, oscore.*); never overwrite what the operation set."""
+def merge_layer(doc: dict, layer: dict, share: bool = False) -> None:
+    """Carrier facts (tls.*, dtls.*, oscore.*); never overwrite what the operation set. With
+    `share` (the only layer of an operation), a top-level namespace the document lacks is the
+    layer's own dict, not a copy (documents are read-only once built); deeper merges copy."""
     for key, value in layer.items():
         if isinstance(value, dict):
             cur = doc.get(key, _ABSENT)
-            if cur is _ABSENT:
-                doc[key] = _copy_dicts(value)       # the common case: a namespace the operation left alone
-            elif isinstance(cur, dict):
-                merge_layer(cur, value)
-        elif key not in doc:
-            doc[key] = value
-
-
-def share_layer(doc: dict, layer: dict) -> None:
-    """`merge_layer` of the only layer: a namespace the operation left alone (tls, dtls, oscore)
-    is shared with the carrier's facts instead of copied (documents are read-only once built);
-    deeper merges copy as `merge_layer` does."""
-    for key, value in layer.items():
-        if isinstance(value, dict):
-            cur = doc.get(key, _ABSENT)
-            if cur is _ABSENT:
-                doc[key] = value
+            if cur is _ABSENT:              # the common case: a namespace the operation left alone
+                doc[key] = value if share else _copy_dicts(value)
             elif isinstance(cur, dict):
                 merge_layer(cur, value)
         elif key not in doc:

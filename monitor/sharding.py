@@ -2,10 +2,11 @@
 
 Every worker reads the whole capture itself (`monitor.capture.read_files`) and keeps only the
 datagrams whose shard key hashes to its index (decided on the raw addresses, before a datagram
-is built), runs its own `Pipeline` over them and writes its documents to a part file. The parent then hands the parts, in worker order, to the sinks: the
-output is deterministic for a given N (byte-identical across runs), and its documents are the
-same set as a single-process run's, in a different order. When the only sink is an NDJSON file,
-worker 0 appends to that file itself and only the other parts are copied after it.
+is built), runs its own `Pipeline` over them and writes its documents to a part file. The
+parent then hands the parts, in worker order, to the sinks: the output is deterministic for a
+given N (byte-identical across runs), and its documents are the same set as a single-process
+run's, in a different order. When the only sink is an NDJSON file, worker 0 appends to that
+file itself and only the other parts are copied after it.
 
 Shard key: the LwM2M client's IP address, so that one client's bootstrap flow, registration flow,
 DTLS sessions and OSCORE contexts (and keys harvested from its cleartext bootstrap) all meet in
@@ -63,8 +64,8 @@ def shard_of(address: bytes | str, workers: int) -> int:
 
 
 class ShardFilter:
-    """`capture.UdpFilter` of one worker: `shard_of(shard_address(...)) == index`, inlined and
-    memoised per address (this runs for every datagram in every worker)."""
+    """`capture.UdpFilter` of one worker: `shard_of(shard_address(...)) == index`, memoised per
+    address (this runs for every datagram in every worker)."""
 
     def __init__(self, index: int, workers: int) -> None:
         self.index = index
@@ -72,13 +73,7 @@ class ShardFilter:
         self.memo: dict[bytes, int] = {}
 
     def keep(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
-        ports = LWM2M_SERVER_PORTS
-        if dport in ports:
-            addr = src if sport not in ports or src <= dst else dst
-        elif sport in ports:
-            addr = dst
-        else:
-            addr = src if src <= dst else dst
+        addr: bytes = shard_address(src, sport, dst, dport)
         memo = self.memo
         shard = memo.get(addr)
         if shard is None:

@@ -26,14 +26,12 @@ Limitations (a single process has none of them):
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import multiprocessing
 import os
 import resource
 import shutil
 import tempfile
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -41,47 +39,8 @@ from typing import Any, Callable, Iterable
 from .analyze import BATCH, AnalysisResult, drive
 from .capture import CaptureError, CaptureStats, read_files
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
+from .shard_key import LWM2M_SERVER_PORTS, ShardFilter, shard_address, shard_of  # noqa: F401  (re-exported)
 from .sinks import NdjsonSink
-
-LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5783})
-MAX_CACHED_KEYS = 1 << 20          # address → shard memo; cleared when full (bounded)
-
-
-def shard_address(src_ip: Any, src_port: int, dst_ip: Any, dst_port: int) -> Any:
-    """The address that identifies the LwM2M client of a datagram (see the module doc): both
-    raw bytes (as the workers filter) or both text."""
-    src_server = src_port in LWM2M_SERVER_PORTS
-    if src_server != (dst_port in LWM2M_SERVER_PORTS):
-        return dst_ip if src_server else src_ip
-    return src_ip if src_ip <= dst_ip else dst_ip
-
-
-def shard_of(address: bytes | str, workers: int) -> int:
-    """CRC-32 of the raw address (4 or 16 bytes; text is converted): stable across processes
-    and runs (unlike `hash()`)."""
-    raw = ipaddress.ip_address(address).packed if isinstance(address, str) else address
-    return zlib.crc32(raw) % workers
-
-
-class ShardFilter:
-    """`capture.UdpFilter` of one worker: `shard_of(shard_address(...)) == index`, memoised per
-    address (this runs for every datagram in every worker)."""
-
-    def __init__(self, index: int, workers: int) -> None:
-        self.index = index
-        self.workers = workers
-        self.memo: dict[bytes, int] = {}
-
-    def keep(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
-        addr: bytes = shard_address(src, sport, dst, dport)
-        memo = self.memo
-        shard = memo.get(addr)
-        if shard is None:
-            if len(memo) >= MAX_CACHED_KEYS:
-                memo.clear()
-            shard = memo[addr] = zlib.crc32(addr) % self.workers
-        return shard == self.index
-
 
 @dataclass
 class WorkerResult:
@@ -194,7 +153,7 @@ def _work(result: WorkerResult, workers: int, paths: list[str], config: Pipeline
     sink = NdjsonSink(part, append=append)
     pipeline = Pipeline(config)
     cstats = result.capture
-    mine = read_files(paths, cstats, keep=ShardFilter(result.index, workers).keep)
+    mine = read_files(paths, cstats, shard=(result.index, workers))
     result.documents = drive(mine, pipeline, sink.write, cstats, progress)
     sink.close()
     result.stats = pipeline.stats

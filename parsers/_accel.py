@@ -11,6 +11,8 @@ The modules compiled together by mypyc (the stamp's `__group__`, possibly from b
 call each other's compiled code directly, not through their module objects: if any member is
 stale, every member is imported from source, so that no old compiled code runs under a new one.
 `LWM2M_MONITOR_PURE=1` makes every module import from source (tests compare both builds).
+A C extension without a `.py` (`parsers/_udpscan.c`, a fast path beside the Python code it
+mirrors) is stamped with its `.c` digest; stale or pure, `compiled()` is False and it is not used.
 
 Import machinery, not parsing: it touches only this package's own files, once, at import.
 """
@@ -75,6 +77,12 @@ def prefer_fresh_sources(package: str, directory: str) -> None:
         module = name.split(".", 1)[0]
         source = os.path.join(directory, module + ".py")
         if not os.path.exists(source):
+            c_source = os.path.join(directory, module + ".c")   # a hand-written fast path
+            if os.path.exists(c_source):
+                fresh = not pure and stamp.get(module) == source_digest(c_source)
+                _COMPILED[f"{package}.{module}"] = fresh
+                if not fresh and not pure:
+                    stale.append(module)
             continue
         fresh = not pure and stamp.get(module) == source_digest(source)
         if fresh and f"{package}.{module}" in group:
@@ -89,6 +97,13 @@ def prefer_fresh_sources(package: str, directory: str) -> None:
     if stale:
         sys.stderr.write(f"lwm2m-monitor: the compiled {package}.{{{','.join(sorted(stale))}}} are older than "
                          "their sources; using the sources (rebuild: python scripts/build_accel.py)\n")
+
+
+def compiled(module: str) -> bool:
+    """Whether `module` ("parsers.coap") runs from a fresh compiled build. A C extension with no
+    Python source of its own (`_udpscan.c`) is imported only when this says so: its callers keep
+    the Python path it speeds up, which is what runs otherwise."""
+    return _COMPILED.get(module, False)
 
 
 def compiled_modules() -> list[str]:

@@ -18,7 +18,19 @@ import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Union, cast
 
+from ._accel import compiled
 from .errors import Malformed, Truncated
+
+# The C fast path of `Reader.feed_udp` (see _udpscan.c); None in a pure-Python run, or when the
+# extension is not built or older than its source: `feed_udp` then does the same in Python.
+def _fast_path() -> Any:
+    if not compiled("parsers._udpscan"):
+        return None
+    import importlib
+    return importlib.import_module("parsers._udpscan")
+
+
+_udpscan: Any = _fast_path()
 
 # Link types used by the rest of the code (tcpdump.org LINKTYPE_* registry).
 LINKTYPE_NULL = 0
@@ -71,6 +83,18 @@ _TUPLE_NEW: Any = tuple.__new__
 
 def _packet(ts_ns: int, linktype: int, origlen: int, data: bytes, interface: int) -> Packet:
     return cast(Packet, _TUPLE_NEW(Packet, (ts_ns, linktype, origlen, data, interface)))
+
+
+@dataclass(frozen=True, slots=True)
+class UdpShard:
+    """What `Reader.feed_udp` keeps: datagrams whose client address (the side whose port is
+    not in `server_ports`, else the smaller address) has crc32 % workers == index; workers 1
+    keeps every datagram. `server_ports`: 8192 bytes, bit p (byte p >> 3, bit p & 7) set for
+    each server port p. The policy itself is monitor/shard_key.py's."""
+
+    workers: int
+    index: int
+    server_ports: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +168,8 @@ class Reader:
         self._ifaces: list[_Iface] = []
         self._u32 = struct.Struct("<I")
         self._last_ts = 0           # an SPB has no timestamp: it gets its predecessor's
+        self._big = False           # pcap byte order is big-endian
+        self.fast_bytes = 0         # captured bytes of the frames `feed_udp` pre-decoded or dropped
 
     @property
     def offset(self) -> int:
@@ -153,6 +179,15 @@ class Reader:
     def feed(self, chunk: bytes) -> list[Record]:
         """The records completed by `chunk`. At damage, the records before it are returned
         first and the `Malformed` error is raised by the next call (feed or close)."""
+        return cast("list[Record]", self.feed_udp(chunk, None))
+
+    def feed_udp(self, chunk: bytes, shard: UdpShard | None) -> list[Any]:
+        """`feed`, with the common case pre-decoded when the C fast path is built: a classic
+        pcap record holding a plain UDP datagram (see `_udpscan.c`) comes as a tuple
+        `(ts_ns, src, src_port, dst, dst_port, payload)` (raw addresses, like `netlayers.Udp`),
+        or as None when `shard` is given and the datagram's client belongs to another shard;
+        their captured bytes are added to `fast_bytes` (the caller resets it). Everything else comes as from `feed`,
+        which is `feed_udp` with `shard` None: no fast path."""
         if self._error is not None:
             raise self._error
         buf = self._buf + chunk if self._buf else bytes(chunk)
@@ -165,7 +200,12 @@ class Reader:
                     self._buf = buf
                     return out
             if self._kind == "pcap":
-                pos = self._pcap_records(buf, pos, out)
+                if shard is not None and _udpscan is not None:
+                    pos, nbytes = _udpscan.scan_pcap(
+                        buf, pos, self._big, self._tsmul, self._hdr, self._linktype, shard.workers,
+                        shard.index, shard.server_ports, _packet, out)
+                    self.fast_bytes += nbytes
+                pos = self._pcap_records(buf, pos, out)     # from the first incomplete record
             else:
                 pos = self._pcapng_blocks(buf, pos, out)
         except Malformed as e:
@@ -212,6 +252,7 @@ class Reader:
             raise Malformed(f"unsupported pcap version {major} at byte 4")
         self._linktype = network & 0xFFFF  # upper bits carry FCS length flags
         self._rec = struct.Struct(e + "IIII")
+        self._big = e == ">"
         self._kind = "pcap"
         out.append(Interface(0, self._linktype, snaplen))
         return 24

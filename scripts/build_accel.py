@@ -7,6 +7,8 @@ The `.py` files stay the only source and run unchanged without a compiler. Two c
   by mypy and enforced at run time. About 25% less CPU than the same modules through Cython.
 - the other hot modules go through Cython in pure-Python mode, annotations not used for C typing
   (`annotation_typing=False`), so they behave exactly as their sources do.
+One hand-written C fast path, `parsers/_udpscan.c` (pcap record → UDP datagram, the capture
+reader's common case), is built by setuptools; the Python path it mirrors runs without it.
 tests/test_accel.py compares the compiled and pure-Python builds' output on every capture.
 Every compiled source's SHA-256 goes into the package's `.accel.json`; a module edited after
 the build is imported from its source until the next build (parsers/_accel.py), and so is the
@@ -53,6 +55,9 @@ NATIVE = {
                 "alerts", "sinks", "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events"],
 }
 NATIVE_GROUP = "monitor._native"
+# Hand-written C fast paths, each beside the Python code it mirrors and stamped with its `.c`
+# digest (a stale or missing one is simply not used: parsers/_accel.compiled).
+C_EXTENSIONS = {"parsers": ["_udpscan"]}
 MYPY_FLAGS = ["--ignore-missing-imports", "--follow-imports=silent", "--cache-dir=build/mypy_cache"]
 
 
@@ -88,6 +93,9 @@ def up_to_date() -> bool:
         built = {p.name.split(".", 1)[0] for p in extensions(package)}
         if any(m not in built or stamp.get(m) != source_digest(str(ROOT / package / f"{m}.py")) for m in modules):
             return False
+        if any(m not in built or stamp.get(m) != source_digest(str(ROOT / package / f"{m}.c"))
+               for m in C_EXTENSIONS.get(package, ())):
+            return False
     shared = NATIVE_GROUP.rsplit(".", 1)
     return f"{shared[1]}__mypyc" in {p.name.split(".", 1)[0] for p in extensions(shared[0])}
 
@@ -109,6 +117,8 @@ def build(directives: dict) -> None:
     stamps = {package: {m: source_digest(str(ROOT / package / f"{m}.py")) for m in modules}
               for package, modules in HOT.items()}
     group = {f"{p}.{m}": stamps[p][m] for p, ms in NATIVE.items() for m in ms}
+    for package, modules in C_EXTENSIONS.items():
+        stamps[package].update({m: source_digest(str(ROOT / package / f"{m}.c")) for m in modules})
     native = [f"{p}/{m}.py" for p, ms in NATIVE.items() for m in ms]
     sources = [f"{package}/{m}.py" for package, modules in HOT.items() for m in modules
                if m not in NATIVE.get(package, ())]
@@ -117,6 +127,9 @@ def build(directives: dict) -> None:
     work = f"build/accel/{directives_id(directives)}"
     ext = cythonize(sources, build_dir=work, quiet=True, nthreads=os.cpu_count() or 1,
                     compiler_directives=directives)
+    from setuptools import Extension
+    ext += [Extension(f"{p}.{m}", [f"{p}/{m}.c"], extra_compile_args=["-O2"])
+            for p, ms in C_EXTENSIONS.items() for m in ms]
     ext += mypycify([*MYPY_FLAGS, *native], group_name=NATIVE_GROUP, target_dir=f"{work}/mypyc", opt_level="3")
     setup(name="lwm2m-monitor-accel", ext_modules=ext,
           script_args=["-q", "build_ext", "--inplace", "--build-temp", f"{work}/tmp",
@@ -125,7 +138,8 @@ def build(directives: dict) -> None:
         stamp["__directives__"] = directives_id(directives)
         stamp["__group__"] = group
         (ROOT / package / STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
-    print(f"compiled {len(sources)} modules with Cython, {len(native)} with mypyc")
+    print(f"compiled {len(sources)} modules with Cython, {len(native)} with mypyc, "
+          f"{sum(map(len, C_EXTENSIONS.values()))} C fast paths")
 
 
 def main() -> int:

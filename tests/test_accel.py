@@ -56,7 +56,8 @@ def _run(out: Path, pure: bool) -> list[str]:
 
 
 def test_compiled_build_is_in_use_and_matches_the_sources(tmp_path):
-    expected = sorted(f"{p}.{m}" for p, ms in build_accel.HOT.items() for m in ms)
+    expected = sorted(f"{p}.{m}" for table in (build_accel.HOT, build_accel.C_EXTENSIONS)
+                      for p, ms in table.items() for m in ms)
     compiled = _run(tmp_path / "compiled", pure=False)
     assert compiled == expected, "run `python scripts/build_accel.py` (make test does)"
     assert _run(tmp_path / "pure", pure=True) == []
@@ -158,3 +159,35 @@ def test_editing_one_member_of_the_mypyc_group_runs_the_whole_group_from_source(
 def test_every_listed_module_exists(package):
     for module in build_accel.HOT[package]:
         assert (ROOT / package / f"{module}.py").exists()
+    for module in build_accel.C_EXTENSIONS.get(package, ()):
+        assert (ROOT / package / f"{module}.c").exists()
+
+
+def test_a_c_fast_path_edited_after_the_build_is_not_used(tmp_path):
+    """`parsers/_udpscan.c` has no Python source: stale (or pure), its callers take the Python
+    path instead (`parsers._accel.compiled` is False)."""
+    import shutil
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from parsers._accel import prefer_fresh_sources\n"
+                                     "prefer_fresh_sources(__name__, __path__[0])\n")
+    built = next((ROOT / "parsers").glob("_udpscan.*.so"))
+    shutil.copy(built, pkg / built.name)
+    c = pkg / "_udpscan.c"
+    c.write_text("/* the source of the build */\n")
+    from parsers._accel import STAMP, source_digest
+    (pkg / STAMP).write_text(json.dumps({"_udpscan": source_digest(str(c))}))
+    probe = "import pkg; from parsers._accel import compiled; print(compiled('pkg._udpscan'))"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env.pop("LWM2M_MONITOR_PURE", None)
+
+    def run(**extra):
+        r = subprocess.run([sys.executable, "-c", probe], env={**env, **extra}, capture_output=True,
+                           text=True, timeout=60, check=True)
+        return r.stdout.split(), r.stderr
+
+    assert run() == (["True"], "")
+    assert run(LWM2M_MONITOR_PURE="1") == (["False"], "")
+    c.write_text("/* edited */\n")
+    out, err = run()
+    assert out == ["False"] and "pkg.{_udpscan}" in err

@@ -1,0 +1,168 @@
+"""The C fast path of the capture reader (`parsers/_udpscan.c`) against the Python path it mirrors
+(`pcapfile.Reader.feed` + `netlayers.decode` + `shard_key.ShardFilter`): on every classic pcap
+of the project and the corpus, and on generated frames mutated at random."""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from captures import corpus_captures, project_captures
+from monitor.capture import CaptureStats, read_files
+from monitor.shard_key import ShardFilter, udp_shard
+from parsers import pcapfile
+from parsers.errors import ParseError
+from parsers.netlayers import Udp, decode
+from parsers.pcapfile import Packet, Reader
+
+pytestmark = pytest.mark.skipif(os.environ.get("LWM2M_MONITOR_PURE") == "1",
+                                reason="pure-Python run: the C fast path is off by design")
+
+LINKTYPES = [1, 113, 276, 101, 12, 14, 228, 229, 0, 108, 147]
+
+
+def test_the_fast_path_is_built():
+    assert pcapfile._udpscan is not None, "run `python scripts/build_accel.py` (make test does)"
+
+
+def _classic_pcaps() -> list[str]:
+    return [p for p in project_captures() + corpus_captures()
+            if Path(p).read_bytes()[:4] in pcapfile._PCAP_MAGIC]
+
+
+def _check(data: bytes, workers: int = 1, index: int = 0, chunk: int | None = None) -> int:
+    """Both paths over `data`; returns how many records took the fast path."""
+    def run(fast):
+        reader, out, error = Reader(), [], None
+        try:
+            for i in range(0, len(data), chunk or len(data) or 1):
+                out += reader.feed_udp(data[i:i + (chunk or len(data))], fast)
+            reader.close()
+        except ParseError as e:
+            error = str(e)
+        return out, error, reader.fast_bytes
+    slow, slow_error, _ = run(None)
+    fast, fast_error, fast_bytes = run(udp_shard(index, workers))
+    assert fast_error == slow_error
+    assert len(fast) == len(slow)
+    keep = ShardFilter(index, workers).keep
+    taken = nbytes = 0
+    for py, c in zip(slow, fast):
+        if type(c) is tuple or c is None:
+            taken += 1
+            nbytes += len(py.data)
+            udp = decode(py.linktype, py.data, py.origlen)
+            assert type(udp) is Udp, (py, c)
+            if c is None:
+                assert workers > 1 and not keep(udp.src, udp.src_port, udp.dst, udp.dst_port)
+            else:
+                assert c == (py.ts_ns, *udp)
+                assert workers == 1 or keep(udp.src, udp.src_port, udp.dst, udp.dst_port)
+        else:
+            assert type(c) is type(py) and c == py
+    assert fast_bytes == nbytes
+    return taken
+
+
+@pytest.mark.parametrize("path", _classic_pcaps(), ids=lambda p: Path(p).name)
+def test_real_captures_decode_alike(path):
+    data = Path(path).read_bytes()
+    udp = sum(1 for r in Reader().feed(data)
+              if type(r) is Packet and type(decode(r.linktype, r.data, r.origlen)) is Udp)
+    assert _check(data) >= udp * 0.9 if udp else True
+    _check(data, workers=2, index=1, chunk=997)
+
+
+def test_every_real_capture_in_the_check():
+    assert len(_classic_pcaps()) >= 30
+
+
+def test_crc32_is_zlibs():
+    for raw in (b"", bytes([10, 1, 0, 7]), bytes(range(16)), os.urandom(16)):
+        assert pcapfile._udpscan.crc32(raw) == zlib.crc32(raw)
+
+
+def _frame(linktype: int, v6: bool, sport: int, dport: int, payload: bytes, src: bytes, dst: bytes,
+           udp_delta: int = 0, ip_delta: int = 0) -> bytes:
+    """A frame of that link type; the deltas move the UDP and IP length fields off their values."""
+    udp = struct.pack("!HHHH", sport, dport, max(0, 8 + len(payload) + udp_delta), 0) + payload
+    if v6:
+        ip = (struct.pack("!IHBB", 6 << 28, max(0, len(udp) + ip_delta), 17, 64)
+              + src.ljust(16, b"\0")[:16] + dst.ljust(16, b"\0")[:16])
+        etype, af = 0x86DD, 10
+    else:
+        ip = (struct.pack("!BBHHHBBH", 0x45, 0, max(0, 20 + len(udp) + ip_delta), 1, 0, 64, 17, 0)
+              + src[:4].ljust(4, b"\0") + dst[:4].ljust(4, b"\0"))
+        etype, af = 0x0800, 2
+    link = {1: b"\0" * 12 + struct.pack("!H", etype), 113: b"\0" * 14 + struct.pack("!H", etype),
+            276: struct.pack("!H", etype) + b"\0" * 18, 0: struct.pack("<I", af),
+            108: struct.pack(">I", af)}.get(linktype, b"")
+    return link + ip + udp
+
+
+def _pcap(linktype: int, frames: list[bytes], big: bool, nano: bool) -> bytes:
+    e = ">" if big else "<"
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)
+    for i, f in enumerate(frames):
+        out += struct.pack(e + "IIII", 1_700_000_000 + i, 999_999 - i, len(f), len(f) + (i % 2)) + f
+    return out
+
+
+ports = st.sampled_from([5683, 5684, 5685, 5783, 40000, 53, 0, 65535])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(linktype=st.sampled_from(LINKTYPES), v6=st.booleans(),
+       frames=st.lists(st.tuples(ports, ports, st.binary(max_size=40), st.binary(min_size=16, max_size=16),
+                                 st.binary(min_size=16, max_size=16),
+                                 st.lists(st.tuples(st.integers(0, 120), st.integers(0, 255)), max_size=3),
+                                 st.integers(0, 200), st.integers(-10, 3), st.integers(-3, 3),
+                                 st.booleans()), max_size=8),
+       big=st.booleans(), nano=st.booleans(), workers=st.integers(1, 4), data=st.data())
+def test_generated_and_mutated_frames_decode_alike(linktype, v6, frames, big, nano, workers, data):
+    built, plain = [], 0
+    for sport, dport, payload, src, dst, flips, cut, udp_delta, ip_delta, intact in frames:
+        if intact:
+            flips, cut, udp_delta, ip_delta = [], 1 << 16, 0, 0
+        f = bytearray(_frame(linktype, v6, sport, dport, payload, src, dst, udp_delta, ip_delta))
+        for at, value in flips:                    # corrupt headers: every check must agree
+            if at < len(f):
+                f[at] = value
+        built.append(bytes(f[:cut]) if cut < len(f) else bytes(f))
+        plain += not flips and cut >= len(f) and udp_delta == ip_delta == 0
+    raw = _pcap(linktype, built, big, nano)
+    damaged = data.draw(st.booleans())
+    if damaged:                                    # a damaged or truncated tail
+        raw = raw[:data.draw(st.integers(0, len(raw)))] + data.draw(st.binary(max_size=20))
+    index = data.draw(st.integers(0, workers - 1))
+    taken = _check(raw, workers, index, chunk=data.draw(st.sampled_from([None, 1, 7, 64])))
+    if not damaged and linktype != 147:            # every intact frame takes the fast path
+        assert taken >= plain
+
+
+def test_read_files_gives_the_same_datagrams_and_counts_either_way(monkeypatch):
+    paths = _classic_pcaps()[:12] + [p for p in project_captures() if p.endswith("fragments.pcap")]
+
+    def read(shard):
+        out = []
+        for p in paths:
+            stats = CaptureStats()
+            out.append(([astuple_datagram(d) for d in read_files([p], stats, shard=shard)],
+                        stats.frames, stats.bytes, dict(stats.malformed), stats.non_udp))
+        return out
+
+    for shard in ((0, 1), (1, 2), (0, 3)):
+        fast = read(shard)
+        monkeypatch.setattr(pcapfile, "_udpscan", None)
+        assert read(shard) == fast
+        monkeypatch.undo()
+
+
+def astuple_datagram(d) -> tuple:
+    return (d.ts_ns, d.src_ip, d.src_port, d.dst_ip, d.dst_port, d.payload, d.frame, d.source)

@@ -21,7 +21,9 @@ EPILOG = """exit codes: 0 success; 1 finished but a capture was damaged (read up
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only_analyze=command == "analyze")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -34,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; `only_analyze` leaves out the other subcommands, whose modules
+    (Kibana, live capture, reports) cost a tenth of a second to import: a short `analyze` run
+    should not pay for them."""
     parser = argparse.ArgumentParser(
         prog="lwm2m-monitor",
         description="Passive security monitoring of LwM2M traffic: UDP, DTLS 1.2, CoAP, OSCORE, LwM2M.",
@@ -55,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--workers", type=int, default=1, metavar="N",
                    help="analyse on N processes, sharded by client IP address (see monitor/sharding.py)")
     a.set_defaults(func=cmd_analyze)
-    for name in ("rules_cli", "kibana_cli", "inventory_cli", "report_cli", "live_cli"):
+    for name in () if only_analyze else ("rules_cli", "kibana_cli", "inventory_cli", "report_cli", "live_cli"):
         try:
             module = __import__(f"monitor.{name}", fromlist=["add_subcommands"])
         except ImportError:

@@ -21,7 +21,6 @@ from parsers.tls_suites import suite as lookup_suite
 
 from . import dtls_crypto as crypto
 from .datagram import Datagram
-from .dtls_certs import rpk_facts, x509_facts
 from .dtls_events import alert_document, handshake_document
 from .dtls_session import HISTORY_LETTERS, UNKNOWN_LETTER, AlertFact, DtlsSessionFacts
 from .keys import KeyStore
@@ -610,12 +609,14 @@ class DtlsTracker:
         rpk = (f.client_cert_type if from_client else f.server_cert_type) == 2
         items = p.parse_certificate(body, raw_public_key=rpk)
         if rpk:
+            from .dtls_certs import rpk_facts       # cryptography.x509: imported when first needed
             facts = rpk_facts(items[0])
             if from_client:
                 f.client_rpk = facts
             else:
                 f.server_rpk = facts
             return
+        from .dtls_certs import x509_facts          # (30 ms of every run's start-up otherwise)
         certs = [x509_facts(der) for der in items]
         if from_client:
             f.client_certs = certs

@@ -22,6 +22,9 @@ from .sigma_compile import (Predicate, _any_value, _string_matcher, _value_match
                             compile_rule, plain_strings, set_matcher, wildcard_regex)
 
 
+LIST = object()      # a runner's second-level variable when the first level is a list
+
+
 class _Source:
     """Collects the expression text and the namespace constants it refers to."""
 
@@ -30,6 +33,10 @@ class _Source:
         self._by_id: dict[int, str] = {}
         self.hoist = hoist
         self.top: dict[str, str] = {}          # top-level key -> variable read once per document
+        self.second: dict[tuple[str, str], str] = {}   # (key, subkey) -> variable, likewise
+        # (field, value) of a field test -> [placeholder, its text, uses]: a test several rules
+        # make (`lwm2m.security: NoSec`) is evaluated once per document
+        self.tests: dict[tuple, list] = {}
 
     def const(self, value: object) -> str:
         name = self._by_id.get(id(value))
@@ -44,14 +51,21 @@ class _Source:
         if isinstance(node, ConditionOR):
             wants = plain_strings(node.args)
             if wants is not None:             # as the reference does: one set, one walk
-                return self._field(node.args[0].field, self._set_test(wants))
+                return self._shared(node.args[0].field, ("set", wants), lambda: self._set_test(wants))
             return "(" + " or ".join(self.node(a) for a in node.args) + ")"
         if isinstance(node, ConditionNOT):
             return f"(not {self.node(node.args[0])})"
         if isinstance(node, ConditionFieldEqualsValueExpression):
-            test = self._value_test(node.value)
+            value = node.value
+            if isinstance(value, SigmaBool):
+                key: tuple = ("bool", value.boolean)
+            elif isinstance(value, SigmaString):
+                key = ("str", tuple(value.s))
+            else:
+                key = ()
+            test = self._value_test(value) if key else None
             if test is not None:
-                return self._field(node.field, test)
+                return self._shared(node.field, key, lambda: test)
         return f"{self.const(compile_condition(node))}(doc)"     # the reference predicate
 
     def _set_test(self, wants: frozenset[str]) -> tuple[str, object]:
@@ -73,6 +87,28 @@ class _Source:
         full = self.const(wildcard_regex(value).fullmatch)
         return f"({full}(v) is not None if v.__class__ is str else {fallback}(v))", matcher
 
+    def _shared(self, dotted: str, key: tuple, test) -> str:
+        """`_field`'s text, or in a runner a placeholder for it, shared by equal tests."""
+        if not self.hoist or dotted.split(".")[0] == "tags":
+            return self._field(dotted, test())
+        entry = self.tests.get((dotted, key))
+        if entry is None:
+            entry = self.tests[(dotted, key)] = [f"\0{len(self.tests)}\0", self._field(dotted, test()), 0]
+        entry[2] += 1
+        return entry[0]
+
+    def resolve(self, text: str) -> tuple[str, str]:
+        """(`text` with its placeholders replaced, the assignments of the shared tests): a test
+        used once stays inline, where `and`/`or` may skip it."""
+        assign = []
+        for placeholder, expr, uses in self.tests.values():
+            if uses > 1:
+                var = f"b{len(assign)}"
+                assign.append(f"    {var} = {expr}\n")
+                expr = var
+            text = text.replace(placeholder, expr)
+        return text, "".join(assign)
+
     def _field(self, dotted: str, test: tuple[str, object]) -> str:
         """Reference `_any_value` semantics: a missing/None step is False, a list on the way
         takes the reference walk, a list leaf matches when any element does."""
@@ -81,13 +117,20 @@ class _Source:
         slow = self.const(_any_value(dotted, matcher))
         each = self.const(matcher)
         out = f"(any(map({each}, v)) if v.__class__ is list else {expr})"
-        for p in reversed(parts[1:]):
+        if not self.hoist or parts[0] == "tags":  # `tags` is the one key a hit changes (informational)
+            for p in reversed(parts[1:]):
+                out = (f"(((v := v.get({p!r})) is not None and {out}) if v.__class__ is dict "
+                       f"else (v.__class__ is list and {slow}(doc)))")
+            return f"((v := doc.get({parts[0]!r})) is not None and {out})"
+        top = self.top.setdefault(parts[0], f"t{len(self.top)}")
+        if len(parts) == 1:
+            return f"((v := {top}) is not None and {out})"
+        for p in reversed(parts[2:]):
             out = (f"(((v := v.get({p!r})) is not None and {out}) if v.__class__ is dict "
                    f"else (v.__class__ is list and {slow}(doc)))")
-        first = f"doc.get({parts[0]!r})"
-        if self.hoist and parts[0] != "tags":     # `tags` is the one key a hit changes (informational)
-            first = self.top.setdefault(parts[0], f"t{len(self.top)}")
-        return f"((v := {first}) is not None and {out})"
+        # the second level read once too: LIST when the first level is a list (reference walk)
+        second = self.second.setdefault((parts[0], parts[1]), f"s{len(self.second)}")
+        return f"((v := {second}) is not None and ({slow}(doc) if v is LIST else {out}))"
 
 
 def rule_source(rule) -> tuple[str, dict[str, object]]:
@@ -123,18 +166,23 @@ def runner_source(rules: list[tuple[object, object]]) -> tuple[str, dict[str, ob
     for sigma_rule, target in rules:
         body = " or ".join(src.node(c.parse()) for c in sigma_rule.detection.parsed_condition)
         tests.append(f"    if {body}:\n        hit({src.const(target)}, doc, out)\n")
+    body, shared = src.resolve("".join(tests))
     hoisted = "".join(f"    {var} = doc.get({key!r})\n" for key, var in src.top.items())
+    hoisted += "".join(f"    {var} = {src.top[key]}.get({sub!r}) if {src.top[key]}.__class__ is dict "
+                       f"else (LIST if {src.top[key]}.__class__ is list else None)\n"
+                       for (key, sub), var in src.second.items())
     text = ("def run(doc, hit, out):\n"
             "    if doc.__class__ is not dict:\n"
-            "        return reference(doc, hit, out)\n" + hoisted + "".join(tests) + "    return None\n")
-    return text, src.names
+            "        return reference(doc, hit, out)\n" + hoisted + shared + body + "    return None\n")
+    return text, {**src.names, "LIST": LIST}
 
 
 def generate_runner(rules: list[tuple[object, object]]):
     """`run(doc, hit, out)`: calls `hit(target, doc, out)` for each (SigmaRule, target) whose
     rule matches, in order, exactly as a loop over the rules' predicates would; one call per
-    document instead of one per rule, and each top-level field read once. A hit may only add
-    the top-level `tags` (the engine's informational tagging); later rules see that change."""
+    document instead of one per rule, each first- and second-level field read once, and a test
+    several rules make (`lwm2m.security: NoSec`) evaluated once. A hit may only add the
+    top-level `tags` (the engine's informational tagging); later rules see that change."""
     pairs = [(target, compile_rule(sigma_rule)) for sigma_rule, target in rules]
 
     def reference(doc, hit, out) -> None:

@@ -17,7 +17,7 @@ from sigma.rule import SigmaRule
 
 from monitor import rule_facts
 from monitor.rule_engine import Rule, RuleConfig, RuleEngine, load_file
-from monitor.sigma_codegen import generate_rule, rule_source
+from monitor.sigma_codegen import generate_rule, generate_runner, rule_source
 from monitor.sigma_compile import compile_rule, detection_fields, required_values
 
 BUILTIN = [it for f in sorted(glob.glob("rules/*.yml")) if not f.endswith("config.example.yml")
@@ -230,6 +230,38 @@ def test_engine_runs_exactly_the_rules_the_closures_match(data):
     want = [r.info.name for group in (ENGINE._by_dataset.get(ev.get("dataset"), []), ENGINE._any)
             for r in group if REFERENCE[r.info.name](doc)]
     assert seen == want
+
+
+# every rule in one runner: the most sharing of first/second-level reads and of equal tests
+RUNNER_RULES = [(r, r.name) for r in ALL_RULES]
+RUNNER = generate_runner(RUNNER_RULES)
+
+
+def _runner_hits(doc: dict) -> list[str]:
+    hits: list[str] = []
+    RUNNER(doc, lambda name, d, out: hits.append(name), [])
+    return hits
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents(FIELDS))
+def test_the_runner_hits_exactly_the_rules_the_closures_match(doc):
+    assert _runner_hits(doc) == [name for r, name in RUNNER_RULES if REFERENCE[r.name](doc)]
+
+
+@pytest.mark.parametrize("lwm2m, nosec", [
+    ({"security": "NoSec", "interface": "registration"}, True),
+    ([{"security": "NoSec", "interface": "registration"}], True),        # a list at the first level
+    ([{"x": 1}, {"security": ["x", "NOSEC"], "interface": "Registration"}], True),
+    ({"security": [{"x": "NoSec"}], "interface": "registration"}, False),  # a list at the second level
+    ({"security": "dtls", "interface": "registration"}, False),
+    ("NoSec", False), (None, False), (5, False),
+])
+def test_the_runner_takes_the_reference_walk_through_lists(lwm2m, nosec):
+    doc = {"lwm2m": lwm2m, "event": {"dataset": "lwm2m.operation", "action": "register"}}
+    want = [name for r, name in RUNNER_RULES if REFERENCE[r.name](doc)]
+    assert ("nosec-transport" in want) == nosec
+    assert _runner_hits(doc) == want
 
 
 def test_a_later_rule_sees_the_tag_an_earlier_informational_hit_added(tmp_path):

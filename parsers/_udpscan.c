@@ -134,6 +134,10 @@ static const unsigned char *client_address(const udp_view *u, const unsigned cha
 
 /* (ts_ns, src, src_port, dst, dst_port, payload), built directly: Py_BuildValue would parse
  * its format string for every packet */
+static int emit(PyObject *out, PyObject *packet, long long ts, long linktype, uint32_t orig,
+                const unsigned char *data, uint32_t incl, long iface, long workers, long index,
+                const unsigned char *pmap, long long *nbytes);
+
 static PyObject *datagram_tuple(long long ts, const udp_view *u) {
     PyObject *t = PyTuple_New(6);
     if (t == NULL) return NULL;
@@ -195,31 +199,127 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args) {
         /* sec < 2^32 and frac * tsmul < 2^42: always within monitor/datagram.py's TS_NS_MIN
          * (1970) and TS_NS_MAX (year 9999), so no range check is needed here */
         long long ts = (long long)sec * 1000000000LL + (long long)frac * tsmul;
-        udp_view u;
-        PyObject *item;
-        if (fast_udp(linktype, data, incl, &u)) {
-            nbytes += incl;
-            if (workers > 1 &&
-                (long)(crc32_of(client_address(&u, pmap), u.alen) % (uint32_t)workers) != index) {
-                item = Py_None;
-                Py_INCREF(item);
-            } else {
-                item = datagram_tuple(ts, &u);
-            }
-        } else {
-            item = PyObject_CallFunction(packet, "LlIy#i", ts, linktype, orig, (const char *)data,
-                                         (Py_ssize_t)incl, 0);
-        }
-        if (item == NULL)
-            goto done;
-        int err = PyList_Append(out, item);
-        Py_DECREF(item);
-        if (err)
+        if (emit(out, packet, ts, linktype, orig, data, incl, 0, workers, index, pmap, &nbytes))
             goto done;
         pos += hdr + incl;
     }
     result = Py_BuildValue("(nL)", pos, nbytes);
 done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&ports);
+    return result;
+}
+
+/* One datagram of the fast path: appended as a tuple, None (another shard's) or `packet(...)`. */
+static int emit(PyObject *out, PyObject *packet, long long ts, long linktype, uint32_t orig,
+                const unsigned char *data, uint32_t incl, long iface, long workers, long index,
+                const unsigned char *pmap, long long *nbytes) {
+    udp_view u;
+    PyObject *item;
+    if (fast_udp(linktype, data, incl, &u)) {
+        *nbytes += incl;
+        if (workers > 1 &&
+            (long)(crc32_of(client_address(&u, pmap), u.alen) % (uint32_t)workers) != index) {
+            item = Py_None;
+            Py_INCREF(item);
+        } else {
+            item = datagram_tuple(ts, &u);
+        }
+    } else {
+        item = PyObject_CallFunction(packet, "LlIy#l", ts, linktype, orig, (const char *)data,
+                                     (Py_ssize_t)incl, iface);
+    }
+    if (item == NULL)
+        return -1;
+    int err = PyList_Append(out, item);
+    Py_DECREF(item);
+    return err;
+}
+
+PyDoc_STRVAR(scan_pcapng_doc,
+"scan_pcapng(buf, pos, big_endian, interfaces, workers, index, server_ports, packet, out)\n"
+"-> (pos, nbytes, last_ts)\n\n"
+"scan_pcap for the Enhanced Packet Blocks of a pcapng section: `interfaces` lists\n"
+"(linktype, mul, div, offset_ns) per interface (ts = ticks * mul // div + offset_ns; linktype -1:\n"
+"the interface's scale does not fit in 64 bits, its packets are left to Python). Stops at\n"
+"the first block that is not a complete, well-formed EPB of a known interface with a timestamp\n"
+"between 1970 and 9999 (the Python reader takes that block: any other block type, damage,\n"
+"an incomplete block), returning its position and the last EPB's timestamp (None if none).");
+
+/* monitor/datagram.py's TS_NS_MAX (9999-01-01T00:00:00Z) is beyond 64 bits: the fast path
+ * takes the timestamps up to INT64_MAX (year 2262) and leaves the rest to the Python reader */
+
+static PyObject *scan_pcapng(PyObject *self, PyObject *args) {
+    Py_buffer buf, ports;
+    Py_ssize_t pos;
+    int big;
+    long long last_ts = -1;
+    long workers, index;
+    PyObject *ifaces, *packet, *out;
+    if (!PyArg_ParseTuple(args, "y*npO!lly*OO!", &buf, &pos, &big, &PyList_Type, &ifaces,
+                          &workers, &index, &ports, &packet, &PyList_Type, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t nif = PyList_GET_SIZE(ifaces);
+    long *lt = NULL;
+    unsigned long long *mul = NULL, *div = NULL;
+    long long *offset = NULL;
+    if (ports.len != 8192 || pos < 0 || workers < 1) {
+        PyErr_SetString(PyExc_ValueError, "scan_pcapng: bad arguments");
+        goto done;
+    }
+    lt = PyMem_Calloc(nif + 1, sizeof *lt);
+    mul = PyMem_Calloc(nif + 1, sizeof *mul);
+    div = PyMem_Calloc(nif + 1, sizeof *div);
+    offset = PyMem_Calloc(nif + 1, sizeof *offset);
+    if (!lt || !mul || !div || !offset) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nif; i++) {
+        PyObject *t = PyList_GET_ITEM(ifaces, i);
+        if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "lKKL", &lt[i], &mul[i], &div[i], &offset[i]))
+            goto done;
+        if (div[i] == 0) {
+            PyErr_SetString(PyExc_ValueError, "scan_pcapng: zero divisor");
+            goto done;
+        }
+    }
+    const unsigned char *b = buf.buf, *pmap = ports.buf;
+    Py_ssize_t n = buf.len;
+    long long nbytes = 0;
+    while (pos + 32 <= n) {
+        const unsigned char *h = b + pos;
+        uint32_t btype = big ? be32(h) : le32(h), blen = big ? be32(h + 4) : le32(h + 4);
+        if (btype != 6 || blen < 32 || blen & 3 || (Py_ssize_t)blen > n - pos)
+            break;
+        if ((big ? be32(h + blen - 4) : le32(h + blen - 4)) != blen)
+            break;
+        uint32_t ifid = big ? be32(h + 8) : le32(h + 8);
+        uint32_t hi = big ? be32(h + 12) : le32(h + 12), lo = big ? be32(h + 16) : le32(h + 16);
+        uint32_t cap = big ? be32(h + 20) : le32(h + 20), orig = big ? be32(h + 24) : le32(h + 24);
+        if ((uint64_t)cap + 32 > blen || ifid >= (uint64_t)nif)
+            break;
+        /* exact, as Python's integers: 64-bit ticks times at most 10^9, in 128 bits */
+        unsigned __int128 ticks = (unsigned __int128)((uint64_t)hi << 32 | lo) * mul[ifid] / div[ifid];
+        __int128 ts = (__int128)ticks + offset[ifid];
+        if (ts < 0 || ts > (__int128)INT64_MAX || lt[ifid] < 0)
+            break;
+        if (emit(out, packet, (long long)ts, lt[ifid], orig, h + 28, cap, (long)ifid, workers,
+                 index, pmap, &nbytes))
+            goto done;
+        last_ts = (long long)ts;
+        pos += blen;
+    }
+    if (last_ts < 0)
+        result = Py_BuildValue("(nLO)", pos, nbytes, Py_None);
+    else
+        result = Py_BuildValue("(nLL)", pos, nbytes, last_ts);
+done:
+    PyMem_Free(lt);
+    PyMem_Free(mul);
+    PyMem_Free(div);
+    PyMem_Free(offset);
     PyBuffer_Release(&buf);
     PyBuffer_Release(&ports);
     return result;
@@ -236,6 +336,7 @@ static PyObject *crc32_py(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"scan_pcap", scan_pcap, METH_VARARGS, scan_pcap_doc},
+    {"scan_pcapng", scan_pcapng, METH_VARARGS, scan_pcapng_doc},
     {"crc32", crc32_py, METH_O, "zlib.crc32 of a bytes-like object (the shard hash; for tests)"},
     {NULL, NULL, 0, NULL},
 };

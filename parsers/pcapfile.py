@@ -140,6 +140,17 @@ class _Iface:
     offset_ns: int
 
 
+_I64 = 1 << 63
+
+
+def _fast_interface(i: _Iface) -> tuple[int, int, int, int]:
+    """An interface as `_udpscan.scan_pcapng` takes it; linktype -1 (left to this reader) when
+    its timestamp scale or offset does not fit in 64 bits (if_tsresol beyond 10^-19 s, ...)."""
+    if i.mul < _I64 and i.div < _I64 and -_I64 <= i.offset_ns < _I64:
+        return (i.linktype, i.mul, i.div, i.offset_ns)
+    return (-1, 1, 1, 0)
+
+
 def _ts_scale(tsresol: int) -> tuple[int, int]:
     """(mul, div) turning if_tsresol ticks into nanoseconds, exactly (truncating like Wireshark)."""
     exp = tsresol & 0x7F
@@ -182,8 +193,9 @@ class Reader:
         return cast("list[Record]", self.feed_udp(chunk, None))
 
     def feed_udp(self, chunk: bytes, shard: UdpShard | None) -> list[Any]:
-        """`feed`, with the common case pre-decoded when the C fast path is built: a classic
-        pcap record holding a plain UDP datagram (see `_udpscan.c`) comes as a tuple
+        """`feed`, with the common case pre-decoded when the C fast path is built: a pcap
+        record or pcapng Enhanced Packet Block holding a plain UDP datagram (see `_udpscan.c`)
+        comes as a tuple
         `(ts_ns, src, src_port, dst, dst_port, payload)` (raw addresses, like `netlayers.Udp`),
         or as None when `shard` is given and the datagram's client belongs to another shard;
         their captured bytes are added to `fast_bytes` (the caller resets it). Everything else comes as from `feed`,
@@ -207,6 +219,8 @@ class Reader:
                     self.fast_bytes += nbytes
                 pos = self._pcap_records(buf, pos, out)     # from the first incomplete record
             else:
+                if shard is not None and _udpscan is not None:
+                    pos = self._pcapng_fast(buf, pos, out, shard)
                 pos = self._pcapng_blocks(buf, pos, out)
         except Malformed as e:
             self._error = e
@@ -280,7 +294,25 @@ class Reader:
 
     # -- pcapng --------------------------------------------------------------------------------
 
-    def _pcapng_blocks(self, buf: bytes, pos: int, out: list[Record]) -> int:
+    def _pcapng_fast(self, buf: bytes, pos: int, out: list[Any], shard: UdpShard) -> int:
+        """The C fast path over runs of Enhanced Packet Blocks, this reader for every block it
+        leaves (another type, damage, a timestamp it does not take), one at a time; returns
+        the position of the first incomplete block."""
+        server_ports = shard.server_ports
+        while True:
+            pos, nbytes, last_ts = _udpscan.scan_pcapng(
+                buf, pos, self._e == ">", [_fast_interface(i) for i in self._ifaces],
+                shard.workers, shard.index, server_ports, _packet, out)
+            self.fast_bytes += nbytes
+            if last_ts is not None:
+                self._last_ts = last_ts
+            after = self._pcapng_blocks(buf, pos, out, 1)
+            if after == pos:
+                return pos
+            pos = after
+
+    def _pcapng_blocks(self, buf: bytes, pos: int, out: list[Record], limit: int = -1) -> int:
+        """The blocks from `pos` on (at most `limit` of them, if positive) until an incomplete one."""
         n = len(buf)
         append = out.append
         ifaces = self._ifaces
@@ -318,6 +350,9 @@ class Reader:
                 last_ts = self._last_ts
                 ifaces = self._ifaces            # an SHB starts a new interface list
             pos = end
+            limit -= 1
+            if limit == 0:
+                break
         self._last_ts = last_ts
         return pos
 

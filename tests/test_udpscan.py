@@ -3,6 +3,7 @@
 of the project and the corpus, and on generated frames mutated at random."""
 from __future__ import annotations
 
+import gzip
 import os
 import struct
 import zlib
@@ -30,9 +31,15 @@ def test_the_fast_path_is_built():
     assert pcapfile._udpscan is not None, "run `python scripts/build_accel.py` (make test does)"
 
 
-def _classic_pcaps() -> list[str]:
+def _read(path: str) -> bytes:
+    data = Path(path).read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def _captures(kind: str) -> list[str]:
+    """The project's and corpus' captures of one kind ("pcap" or "pcapng")."""
     return [p for p in project_captures() + corpus_captures()
-            if Path(p).read_bytes()[:4] in pcapfile._PCAP_MAGIC]
+            if (_read(p)[:4] == pcapfile._PCAPNG_SHB) == (kind == "pcapng")]
 
 
 def _check(data: bytes, workers: int = 1, index: int = 0, chunk: int | None = None) -> int:
@@ -69,9 +76,9 @@ def _check(data: bytes, workers: int = 1, index: int = 0, chunk: int | None = No
     return taken
 
 
-@pytest.mark.parametrize("path", _classic_pcaps(), ids=lambda p: Path(p).name)
+@pytest.mark.parametrize("path", _captures("pcap") + _captures("pcapng"), ids=lambda p: Path(p).name)
 def test_real_captures_decode_alike(path):
-    data = Path(path).read_bytes()
+    data = _read(path)
     udp = sum(1 for r in Reader().feed(data)
               if type(r) is Packet and type(decode(r.linktype, r.data, r.origlen)) is Udp)
     assert _check(data) >= udp * 0.9 if udp else True
@@ -79,7 +86,7 @@ def test_real_captures_decode_alike(path):
 
 
 def test_every_real_capture_in_the_check():
-    assert len(_classic_pcaps()) >= 30
+    assert len(_captures("pcap")) >= 30 and len(_captures("pcapng")) >= 5
 
 
 def test_crc32_is_zlibs():
@@ -147,7 +154,8 @@ def test_generated_and_mutated_frames_decode_alike(linktype, v6, frames, big, na
 
 
 def test_read_files_gives_the_same_datagrams_and_counts_either_way(monkeypatch):
-    paths = _classic_pcaps()[:12] + [p for p in project_captures() if p.endswith("fragments.pcap")]
+    paths = (_captures("pcap")[:10] + _captures("pcapng")[:6]
+             + [p for p in project_captures() if p.endswith("fragments.pcap")])
 
     def read(shard):
         out = []
@@ -166,3 +174,86 @@ def test_read_files_gives_the_same_datagrams_and_counts_either_way(monkeypatch):
 
 def astuple_datagram(d) -> tuple:
     return (d.ts_ns, d.src_ip, d.src_port, d.dst_ip, d.dst_port, d.payload, d.frame, d.source)
+
+
+def _block(e: str, btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) & 3)
+    return struct.pack(e + "II", btype, 12 + len(body)) + body + struct.pack(e + "I", 12 + len(body))
+
+
+def _pcapng(big: bool, ifaces: list[tuple[int, int | None, int | None]], blocks: list[tuple]) -> bytes:
+    """A section with these interfaces (linktype, if_tsresol, if_tsoffset) and blocks:
+    ("epb", interface, ticks, frame), ("spb", frame), ("isb",), ("custom",), ("dsb",)."""
+    e = ">" if big else "<"
+    out = _block(e, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    for linktype, tsresol, tsoffset in ifaces:
+        opts = b""
+        if tsresol is not None:
+            opts += struct.pack(e + "HH", 9, 1) + bytes([tsresol]) + b"\0\0\0"
+        if tsoffset is not None:
+            opts += struct.pack(e + "HHq", 14, 8, tsoffset)
+        out += _block(e, 1, struct.pack(e + "HHI", linktype, 0, 0) + opts + (struct.pack(e + "HH", 0, 0) if opts else b""))
+    for b in blocks:
+        if b[0] == "epb":
+            _, ifid, ticks, frame = b
+            out += _block(e, 6, struct.pack(e + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+        elif b[0] == "spb":
+            out += _block(e, 3, struct.pack(e + "I", len(b[1])) + b[1])
+        elif b[0] == "isb":
+            out += _block(e, 5, struct.pack(e + "III", 0, 0, 0))
+        elif b[0] == "custom":
+            out += _block(e, 0x00000BAD, struct.pack(e + "I", 32473) + b"xyz")
+        else:
+            out += _block(e, 0x0A, struct.pack(e + "II", 0x544C534B, 4) + b"KEYS")
+    return out
+
+
+tsresols = st.sampled_from([None, 6, 9, 3, 0x80 | 20, 0x80 | 63, 19, 30, 127])
+tsoffsets = st.sampled_from([None, 0, 1_700_000_000, -5, 10**10, 2**62])
+ticks = st.sampled_from([0, 1, 1_700_000_000_123_456, 1_700_000_000_123_456_789, 2**64 - 1, 2**63, 12345])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(linktype=st.sampled_from(LINKTYPES), v6=st.booleans(), big=st.booleans(),
+       ifaces=st.lists(st.tuples(tsresols, tsoffsets), min_size=1, max_size=3),
+       items=st.lists(st.tuples(st.sampled_from(["epb"] * 6 + ["spb", "isb", "custom", "dsb"]),
+                                st.integers(0, 3), ticks, ports, ports, st.binary(max_size=24), st.booleans(),
+                                st.integers(0, 80)), max_size=10),
+       workers=st.integers(1, 3), data=st.data())
+def test_generated_pcapng_decodes_alike(linktype, v6, big, ifaces, items, workers, data):
+    blocks, plain = [], 0
+    for kind, ifid, tick, sport, dport, payload, intact, cut in items:
+        frame = _frame(linktype, v6, sport, dport, payload, bytes(16), bytes(range(16)))
+        if not intact:
+            frame = frame[:cut]
+        blocks.append((kind, ifid, tick, frame) if kind == "epb" else (kind, frame) if kind == "spb" else (kind,))
+    raw = _pcapng(big, [(linktype, r, o) for r, o in ifaces], blocks)
+    if data.draw(st.booleans()):                   # a damaged or truncated tail
+        raw = raw[:data.draw(st.integers(0, len(raw)))] + data.draw(st.binary(max_size=16))
+    if raw and data.draw(st.booleans()):           # one byte changed anywhere (lengths, trailers)
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw = raw[:at] + bytes([data.draw(st.integers(0, 255))]) + raw[at + 1:]
+    _check(raw, workers, data.draw(st.integers(0, workers - 1)), chunk=data.draw(st.sampled_from([None, 5, 61])))
+
+
+def test_pcapng_fast_path_takes_plain_epbs():
+    frames = [_frame(1, v6, 40000, 5683, b"\x40\x01\x00\x01", bytes([10, 0, 0, i]), bytes([10, 0, 0, 1]))
+              for i, v6 in enumerate([False, True] * 4)]
+    raw = _pcapng(False, [(1, None, None), (1, 9, None)], [("epb", i % 2, 1_700_000_000_000_000 + i, f)
+                                                             for i, f in enumerate(frames)] + [("isb",)])
+    assert _check(raw) == len(frames)
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_every_single_byte_corruption_decodes_alike(kind):
+    """Each byte of a small capture changed in turn (headers, lengths, trailers, addresses)."""
+    frames = [_frame(1, v6, 40000, 5684, b"\x17\xfe\xfd", bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1]))
+              for v6 in (False, True)]
+    if kind == "pcap":
+        raw = _pcap(1, frames, big=False, nano=True)
+    else:
+        raw = _pcapng(False, [(1, 9, 0)], [("epb", 0, 1_700_000_000_000_000_000 + i, f)
+                                            for i, f in enumerate(frames)] + [("isb",)])
+    for at in range(len(raw)):
+        for flip in (0x01, 0x80, 0xFF):
+            _check(raw[:at] + bytes([raw[at] ^ flip]) + raw[at + 1:], workers=2, index=at % 2)

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .analyze import BATCH, AnalysisResult, drive
+from .analyze import AnalysisResult, drive
 from .capture import CaptureError, CaptureStats, read_files
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
 from .shard_key import LWM2M_SERVER_PORTS, ShardFilter, shard_address, shard_of  # noqa: F401  (re-exported)
@@ -173,7 +173,7 @@ def _copy_part(part: str, count: int, sinks: list) -> None:
             batch: list[dict] = []
             for line in f:
                 batch.append(json.loads(line))
-                if len(batch) >= BATCH:
+                if len(batch) >= 512:           # no cache to keep warm here: parsed lines
                     sink.write(batch)
                     batch = []
             if batch:

@@ -257,3 +257,50 @@ def test_every_single_byte_corruption_decodes_alike(kind):
     for at in range(len(raw)):
         for flip in (0x01, 0x80, 0xFF):
             _check(raw[:at] + bytes([raw[at] ^ flip]) + raw[at + 1:], workers=2, index=at % 2)
+
+
+SANITIZED_DRIVER = """
+import importlib.util, random, sys
+spec = importlib.util.spec_from_file_location("_udpscan", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+from parsers import pcapfile
+pcapfile._udpscan = module
+import test_udpscan as t
+for path in t._captures("pcap") + t._captures("pcapng"):
+    t._check(t._read(path), workers=2, index=1, chunk=4093)
+rnd = random.Random(7)
+small = [t._read(p) for p in t._captures("pcap") + t._captures("pcapng")]
+small = [s[:600] for s in small]
+for i in range(3000):                      # random corruption of capture starts
+    raw = bytearray(rnd.choice(small))
+    for _ in range(rnd.randrange(1, 6)):
+        raw[rnd.randrange(len(raw))] = rnd.randrange(256)
+    t._check(bytes(raw[:rnd.randrange(len(raw) + 1)]), workers=rnd.randrange(1, 4), index=0)
+print("clean")
+"""
+
+
+def test_the_c_fast_path_under_address_and_undefined_behaviour_sanitizers(tmp_path):
+    """Every capture and 3,000 corrupted ones through an ASan/UBSan build of `_udpscan.c`, Python
+    allocating with malloc so that reads past a bytes object are caught."""
+    import subprocess
+    import sys
+    import sysconfig
+    root = Path(__file__).resolve().parent.parent
+    so = tmp_path / "_udpscan_asan.so"
+    libs = []
+    for lib in ("libasan.so", "libubsan.so"):
+        found = subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
+        assert found != lib and Path(found).exists(), f"{lib} missing (gcc's sanitizer runtime)"
+        libs.append(found)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                    f"-I{sysconfig.get_paths()['include']}", str(root / "parsers" / "_udpscan.c"), "-o", str(so)],
+                   check=True)
+    env = {**os.environ, "PYTHONMALLOC": "malloc", "LD_PRELOAD": " ".join(libs),
+           "ASAN_OPTIONS": "detect_leaks=0", "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"}
+    env.pop("LWM2M_MONITOR_PURE", None)
+    r = subprocess.run([sys.executable, "-c", SANITIZED_DRIVER, str(so)], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and r.stdout.strip() == "clean", r.stderr[-3000:]

@@ -87,17 +87,17 @@ def _compile(module: Path) -> None:
         os.chdir(here)
 
 
-def test_a_module_edited_after_the_build_runs_from_its_source(tmp_path):
+def _package(tmp_path: Path) -> Path:
+    """An empty package `pkg` under tmp_path that guards its extensions as ours do."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("from parsers._accel import prefer_fresh_sources\n"
                                      "prefer_fresh_sources(__name__, __path__[0])\n")
-    mod = pkg / "hot.py"
-    mod.write_text("import cython\nVERSION = 1\nCOMPILED = cython.compiled\n")
-    _compile(mod)
-    from parsers._accel import STAMP, source_digest
-    (pkg / STAMP).write_text(json.dumps({"hot": source_digest(str(mod))}))
-    probe = "import pkg.hot as h; print(h.VERSION, h.COMPILED)"
+    return pkg
+
+
+def _prober(tmp_path: Path, probe: str):
+    """run(**env) -> (stdout words, stderr) of `probe` in a fresh interpreter seeing `pkg`."""
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     env.pop("LWM2M_MONITOR_PURE", None)
 
@@ -105,6 +105,17 @@ def test_a_module_edited_after_the_build_runs_from_its_source(tmp_path):
         r = subprocess.run([sys.executable, "-c", probe], env={**env, **extra}, capture_output=True,
                            text=True, timeout=60, check=True)
         return r.stdout.split(), r.stderr
+    return run
+
+
+def test_a_module_edited_after_the_build_runs_from_its_source(tmp_path):
+    pkg = _package(tmp_path)
+    mod = pkg / "hot.py"
+    mod.write_text("import cython\nVERSION = 1\nCOMPILED = cython.compiled\n")
+    _compile(mod)
+    from parsers._accel import STAMP, source_digest
+    (pkg / STAMP).write_text(json.dumps({"hot": source_digest(str(mod))}))
+    run = _prober(tmp_path, "import pkg.hot as h; print(h.VERSION, h.COMPILED)")
 
     assert run() == (["1", "True"], "")                       # fresh: the extension
     assert run(LWM2M_MONITOR_PURE="1") == (["1", "False"], "")
@@ -167,24 +178,14 @@ def test_a_c_fast_path_edited_after_the_build_is_not_used(tmp_path):
     """`parsers/_udpscan.c` has no Python source: stale (or pure), its callers take the Python
     path instead (`parsers._accel.compiled` is False)."""
     import shutil
-    pkg = tmp_path / "pkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("from parsers._accel import prefer_fresh_sources\n"
-                                     "prefer_fresh_sources(__name__, __path__[0])\n")
+    pkg = _package(tmp_path)
     built = next((ROOT / "parsers").glob("_udpscan.*.so"))
     shutil.copy(built, pkg / built.name)
     c = pkg / "_udpscan.c"
     c.write_text("/* the source of the build */\n")
     from parsers._accel import STAMP, source_digest
     (pkg / STAMP).write_text(json.dumps({"_udpscan": source_digest(str(c))}))
-    probe = "import pkg; from parsers._accel import compiled; print(compiled('pkg._udpscan'))"
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    env.pop("LWM2M_MONITOR_PURE", None)
-
-    def run(**extra):
-        r = subprocess.run([sys.executable, "-c", probe], env={**env, **extra}, capture_output=True,
-                           text=True, timeout=60, check=True)
-        return r.stdout.split(), r.stderr
+    run = _prober(tmp_path, "import pkg; from parsers._accel import compiled; print(compiled('pkg._udpscan'))")
 
     assert run() == (["True"], "")
     assert run(LWM2M_MONITOR_PURE="1") == (["False"], "")

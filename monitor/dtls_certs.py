@@ -6,10 +6,12 @@ Returns plain dicts shaped like ECS `x509.*`; a certificate we cannot parse yiel
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 
@@ -33,6 +35,15 @@ def _names(name: x509.Name, oid) -> list[str]:
 
 
 def x509_facts(der: bytes) -> dict:
+    """Facts of one DER certificate off the wire (`parse_error` when it does not parse).
+    `cryptography` warns on stderr about certificates a later release will refuse (a serial
+    number that is not positive): a peer's bytes are not the user's code, so that stays quiet."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return _x509_facts(der)
+
+
+def _x509_facts(der: bytes) -> dict:
     try:
         cert = x509.load_der_x509_certificate(der)
         # `cryptography` parses the outer structure only: a damaged name, serial, version or

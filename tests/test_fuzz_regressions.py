@@ -257,6 +257,32 @@ def test_certificate_whose_issuer_has_an_unknown_string_tag_is_a_parse_error_not
     assert x509["parse_error"].startswith("KeyError") and len(x509["hash"]["sha256"]) == 64
 
 
+def test_certificate_with_a_negative_serial_number_gives_its_facts_without_a_warning():
+    """The same certificate with its serial number made negative (first byte's top bit set):
+    `cryptography` still parses it but printed a CryptographyDeprecationWarning to stderr in
+    the middle of the user's run (fuzz seed 26)."""
+    import warnings
+
+    from monitor.capture import CaptureStats, read_files
+    from monitor.keys import load
+
+    path = os.path.join(PCAPS, "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.pcap")
+    dgrams = list(read_files([path], CaptureStats()))
+    version = b"\xa0\x03\x02\x01\x02\x02"           # [0] v3, then the serial number INTEGER
+    (i,) = [k for k, d in enumerate(dgrams) if version in d.payload]
+    at = dgrams[i].payload.index(version) + len(version) + 1     # past the INTEGER's length byte
+    payload = bytearray(dgrams[i].payload)
+    payload[at] |= 0x80
+    dgrams[i] = dgrams[i]._replace(payload=bytes(payload))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _, docs = run(dgrams, load(os.path.join(PCAPS, "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.keys.yaml")))
+    assert [str(w.message) for w in seen] == []
+    (hs,) = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
+    x509 = [c for side in ("server", "client") for c in [hs["tls"].get(side, {}).get("x509")] if c]
+    assert any(c.get("serial_number", "").startswith("-") for c in x509), x509
+
+
 # ------------------------------------------------------------------ secrets in output
 
 def test_secret_sent_as_senml_object_link_is_redacted_not_quoted_in_the_decode_error():

@@ -4,7 +4,9 @@ Contract: `Reader.feed(chunk)` returns the records completed by that chunk (a li
 empty: "incomplete" is a normal state); it raises `Malformed` when the bytes cannot be a
 capture file (after first returning the records before the damage), and `close()` raises
 `Truncated` when the input ended inside the header or a record. Error messages name the
-byte offset of the damage. Nothing else is raised.
+byte offset of the damage. Nothing else is raised. `Reader.feed_udp(chunk, shard)` is the
+same with the capture reader's fast path (`_udpscan.c`, when built): packets holding a plain
+UDP datagram come already decoded, and those of other shards' clients as None.
 
 Supported: pcap in both byte orders with microsecond (a1b2c3d4) and nanosecond (a1b23c4d)
 magic; pcapng sections of either byte order, several interfaces each with its own link type,

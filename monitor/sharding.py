@@ -8,10 +8,9 @@ given N (byte-identical across runs), and its documents are the same set as a si
 run's, in a different order. When the only sink is an NDJSON file, worker 0 appends to that
 file itself and only the other parts are copied after it.
 
-Shard key: the LwM2M client's IP address, so that one client's bootstrap flow, registration flow,
-DTLS sessions and OSCORE contexts (and keys harvested from its cleartext bootstrap) all meet in
-one worker. On each datagram the client side is the one whose UDP port is not a well-known
-LwM2M server port; when both or neither side uses one, the textually smaller address is taken.
+Shard key (`monitor/shard_key.py`): the LwM2M client's IP address, so that one client's
+bootstrap flow, registration flow, DTLS sessions and OSCORE contexts (and keys harvested from
+its cleartext bootstrap) all meet in one worker.
 
 Limitations (a single process has none of them):
 - a client that changes IP address between flows (NAT rebinding seen through an update, a

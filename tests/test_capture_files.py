@@ -278,3 +278,27 @@ def test_any_damaged_file_gives_datagrams_and_at_most_one_error(which, at, junk,
     assert len(stats.errors) <= 1
     assert all(e.startswith(f.name + ": ") and "\n" not in e for e in stats.errors)
     assert all(0 <= d.src_port < 65536 and d.frame >= 1 for d in got)
+
+
+def test_the_console_script_flushes_everything_before_its_fast_exit(tmp_path):
+    """`lwm2m-monitor analyze` leaves through os._exit (monitor.cli.run): with stdout a pipe
+    (block-buffered, PYTHONUNBUFFERED unset), the summary, the warning about a damaged capture,
+    the whole output file and the exit code 1 must all still be there."""
+    import os
+    import sys
+    src = ROOT / "pcaps" / "aiocoap-lwm2m12.pcap"
+    starts = record_starts(src, RawPcapReader)
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(src.read_bytes()[:starts[-3] + 5])
+    out = tmp_path / "events.ndjson"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}      # as a user's shell
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(cut), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert r.returncode == 1, r.stderr
+    assert "truncated record" in r.stderr and f"events written to {out}" in r.stdout
+    lines = out.read_text().splitlines()
+    assert lines and all(line.endswith("}") for line in lines)
+    whole = tmp_path / "whole.ndjson"
+    assert subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(src), "--out", str(whole), "-q"],
+                          cwd=ROOT, timeout=120).returncode == 0
+    assert len(whole.read_text().splitlines()) > len(lines) > 0

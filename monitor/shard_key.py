@@ -54,9 +54,16 @@ class ShardFilter:
         return shard == self.index
 
 
+def _port_bits(ports: frozenset[int]) -> bytes:
+    bits = bytearray(8192)
+    for port in ports:
+        bits[port >> 3] |= 1 << (port & 7)
+    return bytes(bits)
+
+
+_SERVER_PORT_BITS = _port_bits(LWM2M_SERVER_PORTS)
+
+
 def udp_shard(index: int, workers: int) -> UdpShard:
     """The fast path's form of this policy (`parsers.pcapfile.Reader.feed_udp`)."""
-    bits = bytearray(8192)
-    for port in LWM2M_SERVER_PORTS:
-        bits[port >> 3] |= 1 << (port & 7)
-    return UdpShard(workers, index, bytes(bits))
+    return UdpShard(workers, index, _SERVER_PORT_BITS)

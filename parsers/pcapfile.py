@@ -197,10 +197,9 @@ class Reader:
     def feed_udp(self, chunk: bytes, shard: UdpShard | None) -> list[Any]:
         """`feed`, with the common case pre-decoded when the C fast path is built: a pcap
         record or pcapng Enhanced Packet Block holding a plain UDP datagram (see `_udpscan.c`)
-        comes as a tuple
-        `(ts_ns, src, src_port, dst, dst_port, payload)` (raw addresses, like `netlayers.Udp`),
-        or as None when `shard` is given and the datagram's client belongs to another shard;
-        their captured bytes are added to `fast_bytes` (the caller resets it). Everything else comes as from `feed`,
+        comes as a tuple `(ts_ns, src, src_port, dst, dst_port, payload)` (raw addresses, like
+        `netlayers.Udp`), or as None when the datagram's client belongs to another shard; their
+        captured bytes are added to `fast_bytes` (the caller resets it). Everything else comes as from `feed`,
         which is `feed_udp` with `shard` None: no fast path."""
         if self._error is not None:
             raise self._error
@@ -223,7 +222,8 @@ class Reader:
             else:
                 if shard is not None and _udpscan is not None:
                     pos = self._pcapng_fast(buf, pos, out, shard)
-                pos = self._pcapng_blocks(buf, pos, out)
+                else:
+                    pos = self._pcapng_blocks(buf, pos, out)
         except Malformed as e:
             self._error = e
             self._buf = b""

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
 import yaml
 
 from . import rule_facts
 from .alerts import RuleInfo, alert_document, ts_ns
 from .ecs import get_path, timestamp
+from .sinks import dumps_line_plain
 from .sigma_codegen import generate_rule, generate_runner
 from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
 from .yaml_loader import safe_load
@@ -43,6 +45,7 @@ DEFAULT_FOLD_S = 300
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 MAX_GROUPS = 100_000                     # correlation groups and fold states are bounded
 MAX_CANDIDATE_KEYS = 4096                # (dataset, action) pairs whose rule list is kept
+MAX_SHARED_LINES = 4096                  # evidence lines waiting for the sink (it takes them every few documents)
 
 
 class RuleError(ValueError):
@@ -101,7 +104,9 @@ class _Fold:
     window_end: str                          # ISO time: string order is time order
     first: str
     last: str
-    evidence: dict | None                    # the latest repeat (documents are read-only once built)
+    # the latest repeat: the document while its rules run, then its NDJSON line (one compact
+    # object instead of a tree of dicts that would be freed long after it left the CPU cache)
+    evidence: dict | bytes | None
     group: str | None
     count: int = 0                            # repeats after the immediate alert
     ids: list[str] = field(default_factory=list)
@@ -291,6 +296,10 @@ class RuleEngine:
         self._runners: dict[tuple, Callable] = {}    # (dataset, action) -> run(doc, hit, out)
         self._by_rules: dict[tuple, Callable] = {}    # rule names -> the same runner
         self._folds: dict[tuple, _Fold] = {}
+        self._holding: list[_Fold] = []          # folds given the current document as evidence
+        # id(document) -> (document, its NDJSON line) for the evidence encoded since the last
+        # write, when an NDJSON sink reuses them (`share_lines`); None: no sink does
+        self.lines: dict[int, tuple[dict, bytes]] | None = None
         self._expiry: list[tuple[str, int, tuple]] = []   # heap of (window end, seq, fold key)
         self._seq = 0
         self._next_expiry: str | None = None
@@ -401,7 +410,33 @@ class RuleEngine:
             for rule in self._select(dataset, action):
                 if rule.match(doc):
                     self._hit(rule, doc, out)
+        if self._holding:
+            self._encode_evidence(doc)
         return out
+
+    def share_lines(self) -> dict[int, tuple[dict, bytes]]:
+        """The evidence lines this engine encodes, for an NDJSON sink to write instead of
+        encoding the same documents again (`NdjsonSink.reuse_lines`)."""
+        if self.lines is None:
+            self.lines = {}
+        return self.lines
+
+    def _encode_evidence(self, doc: dict) -> None:
+        """Once every rule has seen `doc` (no more tags can come): the folds holding it keep
+        its line instead."""
+        line = dumps_line_plain(doc)
+        if line is None:                  # an odd document (int keys, bignums) stays as it is
+            self._holding.clear()
+            return
+        for fold in self._holding:
+            if fold.evidence is doc:
+                fold.evidence = line
+        self._holding.clear()
+        lines = self.lines
+        if lines is not None:
+            if len(lines) >= MAX_SHARED_LINES:   # nobody is taking them (a sink that failed)
+                lines.clear()
+            lines[id(doc)] = (doc, line)
 
     def _runner(self, rules: tuple[Rule, ...]) -> Callable:
         """One generated function running these rules in order (shared by equal rule lists)."""
@@ -464,6 +499,7 @@ class RuleEngine:
                     fold.first = now
                 fold.count += 1
                 fold.last, fold.evidence = now, doc
+                self._holding.append(fold)
                 if len(fold.ids) < 20:
                     fold.ids.append(doc["event"].get("id", ""))
                 return
@@ -478,6 +514,7 @@ class RuleEngine:
                 fold.first = now                # the folded alert spans the repeats it counts
             fold.count += 1
             fold.last, fold.evidence = now, doc
+            self._holding.append(fold)
             if len(fold.ids) < 20:
                 fold.ids.append(eid)
             return
@@ -496,8 +533,10 @@ class RuleEngine:
             self._next_expiry = end
 
     def _flush(self, fold: _Fold, out: list[dict]) -> None:
-        if fold.count and fold.evidence is not None:          # a repeat brings its evidence
-            out.append(alert_document(fold.rule.info, fold.level, fold.evidence, related_ids=fold.ids,
+        evidence = fold.evidence
+        if fold.count and evidence is not None:          # a repeat brings its evidence
+            trigger = orjson.loads(evidence) if isinstance(evidence, bytes) else evidence
+            out.append(alert_document(fold.rule.info, fold.level, trigger, related_ids=fold.ids,
                                       count=fold.count, first=fold.first, last=fold.last,
                                       group=fold.group, folded=True))
 

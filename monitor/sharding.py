@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .analyze import AnalysisResult, drive
+from .analyze import AnalysisResult, drive, share_evidence_lines
 from .capture import CaptureError, CaptureStats, read_files
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
 from .shard_key import LWM2M_SERVER_PORTS, ShardFilter, shard_address, shard_of  # noqa: F401  (re-exported)
@@ -151,6 +151,7 @@ def _work(result: WorkerResult, workers: int, paths: list[str], config: Pipeline
           append: bool, progress) -> None:
     sink = NdjsonSink(part, append=append)
     pipeline = Pipeline(config)
+    share_evidence_lines(config, [sink])
     cstats = result.capture
     mine = read_files(paths, cstats, shard=(result.index, workers))
     result.documents = drive(mine, pipeline, sink.write, cstats, progress)

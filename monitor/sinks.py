@@ -73,6 +73,15 @@ def dumps_line(doc: dict) -> bytes:
                            ensure_ascii=False) + "\n").encode()
 
 
+def dumps_line_plain(doc: dict) -> bytes | None:
+    """`dumps_line` of a document that reads back as the same JSON (`orjson.loads`): None when
+    it needs a fallback (a key that is not a str, an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(doc, option=_LINE)
+    except TypeError:
+        return None
+
+
 HUGE_INT_BITS = 14_000              # 4,214 decimal digits: below the 4,300 of int-to-str conversion
 
 
@@ -89,6 +98,11 @@ def _huge_ints_as_hex(value: Any) -> Any:
 def dumps(doc: dict) -> str:
     """`dumps_line` as text, without the newline."""
     return dumps_line(doc)[:-1].decode()
+
+
+def _reuse(lines: dict[int, tuple[dict, bytes]], doc: dict) -> bytes:
+    known = lines.pop(id(doc), None)
+    return known[1] if known is not None and known[0] is doc else dumps_line(doc)
 
 
 def append_file(src: BinaryIO, dst: BinaryIO) -> None:
@@ -127,6 +141,7 @@ class NdjsonSink:
         self._sent = 0
         self._rotated: list[str] = []
         self._size = 0
+        self._lines: dict[int, tuple[dict, bytes]] | None = None
         self._f: Any                            # standard output (text) or the file (binary)
         if self._stdout:
             import sys
@@ -145,17 +160,30 @@ class NdjsonSink:
             self._f.write("".join(dumps(d) + "\n" for d in docs))
             self._sent += len(docs)
             return
+        lines = self._lines
         if self.rotate_bytes is None:
-            self._f.writelines(map(dumps_line, docs))    # line by line: no batch-sized copy
+            if lines:
+                self._f.writelines([_reuse(lines, d) for d in docs])
+            else:
+                self._f.writelines(map(dumps_line, docs))    # line by line: no batch-sized copy
             self._sent += len(docs)
             return
         for d in docs:
-            line = dumps_line(d)
+            line = _reuse(lines, d) if lines else dumps_line(d)
             self._f.write(line)
             self._size += len(line)
             self._sent += 1
             if self._size >= self.rotate_bytes:
                 self._rotate()
+
+    @property
+    def to_stdout(self) -> bool:
+        return self._stdout
+
+    def reuse_lines(self, lines: dict[int, tuple[dict, bytes]]) -> None:
+        """Write the lines another stage already encoded (`RuleEngine.share_lines`: keyed by
+        `id(document)`, with the document itself so that a recycled id cannot match)."""
+        self._lines = lines
 
     def append_encoded(self, src: BinaryIO, count: int) -> bool:
         """Append `count` documents already encoded by `dumps_line` (a worker's part file) as

@@ -309,3 +309,39 @@ def test_builtin_catalog_with_example_config_and_user_rules(tmp_path):
     assert e.config.facts.endpoint_allowlist == frozenset({"mbedtls-ep-01", "leshan-client-psk"})
     out = e.process(_doc())
     assert {a["rule"]["name"] for a in out} == {"site-local-rule", "unknown-endpoint"}
+
+
+def test_folded_evidence_line_is_shared_with_the_ndjson_sink(tmp_path):
+    """A repeat's document is encoded once: the fold keeps that line as its evidence, and the
+    NDJSON sink writes the same line instead of encoding the document again."""
+    from monitor.sinks import NdjsonSink, dumps_line
+    _rule(tmp_path, "t-fold", "sel:\n  lwm2m.path: /x\ncondition: sel\n")
+    e = _engine(tmp_path, {"fold_window": "60s"})
+    lines = e.share_lines()
+    first = _doc("2026-11-23T10:00:00.000000Z", "a", path="/x")
+    e.process(first)
+    assert lines == {}                               # an immediate alert keeps no evidence
+    repeat = _doc("2026-11-23T10:00:10.000000Z", "b", path="/x", values=[{"path": "/3/0/9", "value": 7.5}])
+    e.process(repeat)
+    assert lines == {id(repeat): (repeat, dumps_line(repeat))}
+    sink = NdjsonSink(str(tmp_path / "out.ndjson"))
+    sink.reuse_lines(lines)
+    sink.write([first, repeat])
+    sink.close()
+    assert lines == {}                               # taken by the sink
+    assert (tmp_path / "out.ndjson").read_bytes() == dumps_line(first) + dumps_line(repeat)
+    (folded,) = e.close()
+    assert folded["lwm2m"]["values"] == [{"path": "/3/0/9", "value": 7.5}]
+    assert folded["related"]["id"] == ["b"]
+
+
+def test_shared_evidence_lines_stay_bounded_without_a_sink(tmp_path):
+    from monitor import rule_engine
+    _rule(tmp_path, "t-fold", "sel:\n  lwm2m.path: /x\ncondition: sel\n")
+    e = _engine(tmp_path, {"fold_window": "3600s"})
+    lines = e.share_lines()
+    for i in range(rule_engine.MAX_SHARED_LINES + 10):
+        e.process(_doc(f"2026-11-23T10:00:00.{i:06d}Z", f"e{i}", path="/x"))
+    assert 0 < len(lines) <= rule_engine.MAX_SHARED_LINES
+    (folded,) = e.close()
+    assert folded["event"]["count"] == rule_engine.MAX_SHARED_LINES + 9

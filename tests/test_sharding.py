@@ -108,6 +108,22 @@ def test_worker_writing_into_the_output_file_gives_the_copied_parts_bytes(genera
     assert report.sent == res.documents == len(listed.docs) > 10_000
 
 
+def test_ndjson_file_with_shared_evidence_lines_is_the_documents_encoded(generated, tmp_path):
+    """One process: the NDJSON sink writes the lines the rule engine encoded for folded
+    evidence (every repeat of nosec-transport here); the file must be each document encoded."""
+    from monitor.sinks import NdjsonSink, dumps_line
+    config = config_for(None)
+    sink = NdjsonSink(str(tmp_path / "shared.ndjson"))
+    res = analyze_files([generated], config, [sink])
+    sink.close()
+    assert config.rules.lines == {}, "the engine shared its lines and the sink took every one"
+    assert config.rules.hits["nosec-transport"] > res.pipeline.stats.alerts // 2
+    listed = ListSink()
+    analyze_files([generated], config_for(None), [listed])
+    assert (tmp_path / "shared.ndjson").read_bytes() == b"".join(dumps_line(d) for d in listed.docs)
+    assert sum(d["event"]["kind"] == "alert" and d["rule"].get("folded", False) for d in listed.docs) > 100
+
+
 def test_cli_summary_with_workers(generated, capsys, tmp_path):
     out = str(tmp_path / "s.ndjson")
     assert main(["analyze", generated, "--out", out, "--workers", "2"]) == 0

@@ -145,3 +145,22 @@ def test_ndjson_encoding_handles_non_str_keys_and_bignums_like_the_stdlib():
     assert dumps({"b": 1, 3: "x"}) == '{"3":"x","b":1}'                   # int keys become strings, sorted
     big = {"v": 2**70, "a": -(2**65)}                                         # CBOR bignums keep every digit
     assert json.loads(dumps(big)) == big
+
+
+def test_ndjson_reuses_a_line_only_for_the_same_document(tmp_path):
+    """`reuse_lines` entries are keyed by id(document) and carry the document: an entry whose
+    document is another object (a recycled id) is ignored and the document encoded."""
+    from monitor.sinks import dumps_line
+    a, b, c = {"n": 1}, {"n": 2}, {"n": 3}
+    lines = {id(a): (a, b'{"given":"line"}\n'), id(b): ({"n": 2}, b'{"stale":true}\n')}
+    sink = NdjsonSink(str(tmp_path / "o.ndjson"))
+    sink.reuse_lines(lines)
+    sink.write([a, b, c])
+    sink.close()
+    assert (tmp_path / "o.ndjson").read_bytes() == b'{"given":"line"}\n' + dumps_line(b) + dumps_line(c)
+    assert lines == {}
+    rotating = NdjsonSink(str(tmp_path / "r.ndjson"), rotate_bytes=1 << 20)
+    rotating.reuse_lines({id(a): (a, b'{"given":"line"}\n')})
+    rotating.write([a, c])
+    rotating.close()
+    assert (tmp_path / "r.ndjson").read_bytes() == b'{"given":"line"}\n' + dumps_line(c)

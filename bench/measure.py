@@ -32,6 +32,7 @@ class Measurement:
     load: float                 # 1-minute load average when it started (other work on the machine)
     returncode: int
     stdout: bytes = b""
+    sampled: bool = True        # tree PSS sampled during this run (then its time is not used)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -60,8 +61,11 @@ def _pss_kb(pid: int) -> int:
 
 
 def run(name: str, argv: list[str], stdout=subprocess.DEVNULL, capture: bool = False,
-        env: dict | None = None) -> Measurement:
-    """Run `argv`; stdout to /dev/null unless `capture` (then returned) or a file object is given."""
+        env: dict | None = None, sample: bool = True) -> Measurement:
+    """Run `argv`; stdout to /dev/null unless `capture` (then returned) or a file object is given.
+    With `sample`, the tree's PSS is read every SAMPLE_S: each read of a 250 MB process's
+    smaps_rollup costs about 3 ms of CPU and takes its mmap lock, so a sampled run of a command
+    that keeps both cores busy (`--workers 2`) is slowed; timing runs are not sampled."""
     peak = [0]
     done = threading.Event()
     load = os.getloadavg()[0]
@@ -69,13 +73,16 @@ def run(name: str, argv: list[str], stdout=subprocess.DEVNULL, capture: bool = F
     errf = tempfile.TemporaryFile()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE if capture else stdout, stderr=errf, env=env)
 
+    sample_pss = sample
+
     def sample() -> None:
         while not done.wait(SAMPLE_S):
             total = sum(_pss_kb(p) for p in _descendants(proc.pid))
             peak[0] = max(peak[0], total)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if sample_pss:
+        sampler.start()
     chunks = []
     if capture:
         for chunk in iter(lambda: proc.stdout.read(1 << 16), b""):
@@ -83,7 +90,8 @@ def run(name: str, argv: list[str], stdout=subprocess.DEVNULL, capture: bool = F
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     done.set()
-    sampler.join()
+    if sample_pss:
+        sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     errf.seek(0)
     err = errf.read()
@@ -91,7 +99,7 @@ def run(name: str, argv: list[str], stdout=subprocess.DEVNULL, capture: bool = F
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{name}: exit {proc.returncode}: {err.decode(errors='replace')[-500:]}")
     return Measurement(name, seconds, usage.ru_maxrss / 1024, peak[0] / 1024, usage.ru_utime + usage.ru_stime,
-                       load, proc.returncode, b"".join(chunks))
+                       load, proc.returncode, b"".join(chunks), sample_pss)
 
 
 def row(benchmark: str, m: Measurement, items: int, unit: str, ref: Measurement | None = None,
@@ -119,19 +127,23 @@ def print_rows(rows: list[dict]) -> None:
 
 
 def best(runs: list[Measurement]) -> Measurement:
-    """Of repeated runs of one command: the fastest run's times (the one least disturbed by other
-    work on the machine) with the highest memory peaks seen in any run (conservative)."""
+    """Of repeated runs of one command: the fastest timing run's times (the one least disturbed
+    by other work on the machine) with the highest memory peaks seen in any run (conservative)."""
     from dataclasses import replace
-    fastest = min(runs, key=lambda m: m.seconds)
+    timed = [m for m in runs if not m.sampled] or runs
+    fastest = min(timed, key=lambda m: m.seconds)
     return replace(fastest, max_rss_mb=max(m.max_rss_mb for m in runs),
                    tree_pss_mb=max(m.tree_pss_mb for m in runs))
 
 
 def run_interleaved(commands: list[tuple[str, list[str], bool]], repeat: int) -> list[list[Measurement]]:
     """Each (name, argv, capture_stdout) `repeat` times, round-robin, so that a burst of other
-    load on the machine hits all the tools alike; the runs of each command, in order."""
+    load on the machine hits all the tools alike, without memory sampling; then once more each,
+    sampling the tree's PSS (the memory figures). The runs of each command, in order."""
     runs: list[list[Measurement]] = [[] for _ in commands]
     for _ in range(repeat):
         for i, (name, argv, capture) in enumerate(commands):
-            runs[i].append(run(name, argv, capture=capture))
+            runs[i].append(run(name, argv, capture=capture, sample=False))
+    for i, (name, argv, capture) in enumerate(commands):
+        runs[i].append(run(name, argv, capture=capture, sample=True))
     return runs

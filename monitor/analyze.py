@@ -95,6 +95,10 @@ class ListSink:
         return None
 
 
+class WorkerError(Exception):
+    """A `--workers` analysis process failed (killed, out of memory, an unexpected error)."""
+
+
 def share_evidence_lines(config: PipelineConfig, sinks: list) -> None:
     """Let the first NDJSON file sink write the lines the rule engine encodes for its folded
     alerts' evidence, instead of encoding those documents a second time."""

@@ -15,9 +15,11 @@ import os
 import sys
 
 EXIT_OK, EXIT_DAMAGED, EXIT_USAGE, EXIT_INPUT, EXIT_CONFIG, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
+EXIT_WORKER = 6
 
 EPILOG = """exit codes: 0 success; 1 finished but a capture was damaged (read up to the damage);
-2 usage error; 3 capture missing or unreadable; 4 invalid keys/config/rules/objects; 5 output not writable"""
+2 usage error; 3 capture missing or unreadable; 4 invalid keys/config/rules/objects; 5 output not writable;
+6 an analysis worker failed (--workers: killed, out of memory), the output is incomplete"""
 
 
 def run() -> None:
@@ -166,7 +168,7 @@ def open_sinks(args, default_out: str):
 
 
 def cmd_analyze(args) -> int:
-    from .analyze import TerminalProgress, analyze_files
+    from .analyze import TerminalProgress, WorkerError, analyze_files
     from .capture import CaptureError
     from .gc_tuning import favour_throughput
     from .summary import print_summary
@@ -197,6 +199,8 @@ def cmd_analyze(args) -> int:
             result = analyze_files(args.pcaps, config, sinks, progress=progress)
     except CaptureError as exc:
         return fail(EXIT_INPUT, str(exc))
+    except WorkerError as exc:
+        return fail(EXIT_WORKER, f"{exc}; the output is incomplete")
     finally:
         progress.done()
         reports = [s.close() for s in sinks]

@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .analyze import AnalysisResult, drive, share_evidence_lines
+from .analyze import AnalysisResult, WorkerError, drive, share_evidence_lines
 from .capture import CaptureError, CaptureStats, read_files
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
 from .shard_key import LWM2M_SERVER_PORTS, ShardFilter, shard_address, shard_of  # noqa: F401  (re-exported)
@@ -106,18 +106,56 @@ def analyze_sharded(paths: list[str], config: PipelineConfig, workers: int, sink
             send.close()
             pipes.append(recv)
             procs.append(proc)
-        results = [_receive(i, r, p) for i, (r, p) in enumerate(zip(pipes, procs))]
-        for r in results:
-            if r.error is not None:
-                raise (CaptureError if r.capture_error else RuntimeError)(r.error)
-        for i, (r, part) in enumerate(zip(results, parts)):
-            if i == 0 and direct is not None:
-                sinks[0].adopt_appended(r.documents)
-            else:
+        if direct is not None:
+            results = _follow_parts(pipes, procs, parts, sinks[0])
+        else:
+            results = [_receive(i, r, p) for i, (r, p) in enumerate(zip(pipes, procs))]
+            _raise_first_error(results)
+            for r, part in zip(results, parts):
                 _copy_part(part, r.documents, sinks)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _merge(results, time.perf_counter() - started)
+
+
+FOLLOW_S = 0.05
+
+
+def _follow_parts(pipes, procs, parts: list[str], sink: NdjsonSink) -> list[WorkerResult]:
+    """Worker 0 has appended to the output file itself. Once it is done, the next worker's part
+    is copied after it while that worker is still writing it (then the rest when it is done),
+    and so on: only the tail of the last part is copied after the last worker ends."""
+    first = _receive(0, pipes[0], procs[0])
+    results = [first]
+    if first.error is None:
+        sink.adopt_appended(first.documents)
+    for i in range(1, len(pipes)):
+        offset = 0
+        part = None
+        try:
+            while not pipes[i].poll(FOLLOW_S):
+                if part is None and os.path.exists(parts[i]):
+                    part = open(parts[i], "rb")
+                if part is not None and not any(r.error for r in results):
+                    offset = sink.follow_encoded(part, offset)
+            result = _receive(i, pipes[i], procs[i])
+            results.append(result)
+            if result.error is None and not any(r.error for r in results):
+                if part is None:
+                    part = open(parts[i], "rb")
+                sink.follow_encoded(part, offset)
+                sink.adopt_appended(result.documents)
+        finally:
+            if part is not None:
+                part.close()
+    _raise_first_error(results)
+    return results
+
+
+def _raise_first_error(results: list[WorkerResult]) -> None:
+    for r in results:
+        if r.error is not None:
+            raise (CaptureError if r.capture_error else WorkerError)(r.error)
 
 
 def _receive(index: int, conn, proc) -> WorkerResult:

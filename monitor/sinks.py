@@ -10,7 +10,6 @@ import json
 
 import orjson
 import os
-import shutil
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -105,11 +104,12 @@ def _reuse(lines: dict[int, tuple[dict, bytes]], doc: dict) -> bytes:
     return known[1] if known is not None and known[0] is doc else dumps_line(doc)
 
 
-def append_file(src: BinaryIO, dst: BinaryIO) -> None:
-    """Append all of `src` to the flushed binary file `dst`: in the kernel (`copy_file_range`,
-    no pass through user space) where the system allows it, else by a buffered copy."""
+def append_file(src: BinaryIO, dst: BinaryIO, start: int = 0) -> int:
+    """Append `src`, from offset `start` to its current end, to the flushed binary file `dst`: in
+    the kernel (`copy_file_range`, no pass through user space) where the system allows it, else
+    by a buffered copy. Returns the offset copied up to (`src` may still be growing)."""
     size = os.fstat(src.fileno()).st_size
-    done = 0
+    done = start
     try:
         while done < size:
             n = os.copy_file_range(src.fileno(), dst.fileno(), size - done, offset_src=done)
@@ -120,7 +120,13 @@ def append_file(src: BinaryIO, dst: BinaryIO) -> None:
         pass
     if done < size:
         src.seek(done)
-        shutil.copyfileobj(src, dst, 1 << 20)
+        while done < size:
+            chunk = src.read(min(1 << 20, size - done))
+            if not chunk:
+                break
+            dst.write(chunk)
+            done += len(chunk)
+    return done
 
 
 WRITE_BUFFER = 1 << 20
@@ -194,6 +200,13 @@ class NdjsonSink:
         append_file(src, self._f)
         self._sent += count
         return True
+
+    def follow_encoded(self, src: BinaryIO, start: int) -> int:
+        """Append what a worker has written to its part file `src` since offset `start` (it may
+        still be writing; lines can be cut, the next call continues them); returns the new offset.
+        The documents are counted once the part is complete (`adopt_appended`)."""
+        self._f.flush()
+        return append_file(src, self._f, start)
 
     def shared_file(self) -> str | None:
         """The file another process may append encoded lines to (then `adopt_appended`), with

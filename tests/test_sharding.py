@@ -210,3 +210,71 @@ def test_append_part_after_what_the_sink_wrote(tmp_path, target):
     else:
         got = dst.getvalue()
     assert got == b'{"first":true}\n' + body + b'{"last":true}\n'
+
+
+@pytest.mark.parametrize("target", ["file", "buffer"])
+def test_following_a_part_that_is_still_being_written(tmp_path, target):
+    """`--workers`: the parent copies a worker's part while the worker still writes it, in
+    pieces that cut lines anywhere; the output must be the part's bytes."""
+    import io
+    body = b"".join(b'{"n":%d}\n' % i for i in range(30_000))
+    part_path = tmp_path / "part.ndjson"
+    dst = open(tmp_path / "out.ndjson", "wb") if target == "file" else io.BytesIO()
+    dst.write(b'{"first":true}\n')
+    dst.flush()
+    written = copied = 0
+    with open(part_path, "wb") as writer, open(part_path, "rb") as reader:
+        for cut in (0, 1, 7, 4096, 100_001, 100_002, 250_000, len(body)):
+            writer.write(body[written:cut])
+            writer.flush()
+            written = cut
+            copied = append_file(reader, dst, copied)
+            assert copied == written
+    if target == "file":
+        dst.close()
+        got = (tmp_path / "out.ndjson").read_bytes()
+    else:
+        got = dst.getvalue()
+    assert got == b'{"first":true}\n' + body
+
+
+def test_sink_follows_a_part_and_counts_it_once(tmp_path):
+    from monitor.sinks import NdjsonSink
+    body = b"".join(b'{"n":%d}\n' % i for i in range(1000))
+    part_path = tmp_path / "part.ndjson"
+    out = NdjsonSink(str(tmp_path / "out.ndjson"))
+    out.write([{"first": True}])
+    offset = 0
+    with open(part_path, "wb") as writer, open(part_path, "rb") as reader:
+        for cut in (5, 5000, len(body)):
+            writer.write(body[offset:cut])
+            writer.flush()
+            offset = out.follow_encoded(reader, offset)
+    out.adopt_appended(1000)
+    out.write([{"last": True}])
+    assert out.close().sent == 1002
+    assert (tmp_path / "out.ndjson").read_bytes() == b'{"first":true}\n' + body + b'{"last":true}\n'
+
+
+def test_a_killed_worker_is_one_clear_error_with_its_exit_code(generated, tmp_path):
+    """A worker that dies (OOM killer, kill -9) ends the run with exit code 6 and one line,
+    not a traceback, even while the parent is copying the parts."""
+    import signal
+    import time
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "analyze", generated, "--out",
+                             str(tmp_path / "o.ndjson"), "-q", "--workers", "2"], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                workers = [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    assert len(workers) == 2, "both workers started"
+    os.kill(workers[1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 6
+    assert err.strip().splitlines() == ["lwm2m-monitor: analysis worker 1 exited unexpectedly; the output is incomplete"]

@@ -72,7 +72,12 @@ def drive(datagrams: Iterable[Datagram], pipeline: Pipeline, write: Callable[[li
         n += 1
         if progress is not None and not n & 0x3FFF:
             progress(n, cstats.file_bytes)
-    batch.extend(pipeline.close())
+    for docs in pipeline.close_batches():
+        batch.extend(docs)
+        if len(batch) >= BATCH:
+            write(batch)
+            written += len(batch)
+            batch = []
     write(batch)
     return written + len(batch)
 

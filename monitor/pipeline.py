@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from parsers import coap, linkformat
 from parsers.dtls import looks_like_dtls
@@ -158,21 +158,34 @@ class Pipeline:
         return self._finish(out)
 
     def close(self) -> list[dict]:
+        docs: list[dict] = []
+        for batch in self.close_batches():
+            docs.extend(batch)
+        return docs
+
+    def close_batches(self, size: int = 256) -> Iterator[list[dict]]:
+        """End of input: what every flow, session and rule fold still holds, in the order of
+        `close()`, about `size` documents at a time (a capture's end can hold one pending
+        exchange or folded alert per client; they go out as they are made)."""
         out: list[dict] = []
-        for flow in self.flows.values():
+        flows = self.flows
+        while flows:
+            _, flow = flows.popitem(last=False)
             for ex in self.matcher.drain(flow):
                 self._emit(flow, ex, out)
-        self.flows.clear()
+            if len(out) >= size:
+                yield self._finish(out)
+                out = []
         out.extend(self.dtls.close())
         out.extend(self.oscore.close())
-        docs = self._finish(out)
+        if out:
+            yield self._finish(out)
         rules = self.config.rules
         if rules is not None:
-            tail = rules.close()
-            self.stats.alerts += len(tail)
-            self.stats.documents += len(tail)
-            docs.extend(tail)
-        return docs
+            for tail in rules.close_batches(size):
+                self.stats.alerts += len(tail)
+                self.stats.documents += len(tail)
+                yield tail
 
     def _finish(self, docs: list[dict]) -> list[dict]:
         if not docs:

@@ -22,7 +22,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import orjson
 import yaml
@@ -462,14 +462,27 @@ class RuleEngine:
 
     def close(self) -> list[dict]:
         out: list[dict] = []
-        for key in sorted(self._folds, key=lambda k: (self._folds[k].first, k)):
-            self._flush(self._folds[key], out)
-        self._folds.clear()
+        for batch in self.close_batches():
+            out.extend(batch)
+        return out
+
+    def close_batches(self, size: int = 256) -> Iterator[list[dict]]:
+        """The pending folded alerts, oldest first, `size` at a time: each fold (and the
+        evidence it holds) is released as its alert is made, so a run with many endpoints does
+        not hold every last alert at once."""
+        order = sorted(self._folds, key=lambda k: (self._folds[k].first, k))
         self._expiry.clear()
         self._next_expiry = None
         for c in self.correlations:
             c.windows.clear()
-        return out
+        out: list[dict] = []
+        for key in order:
+            self._flush(self._folds.pop(key), out)
+            if len(out) >= size:
+                yield out
+                out = []
+        if out:
+            yield out
 
     def _hit(self, rule: Rule, doc: dict, out: list[dict]) -> None:
         name = rule.info.name

@@ -345,3 +345,27 @@ def test_shared_evidence_lines_stay_bounded_without_a_sink(tmp_path):
     assert 0 < len(lines) <= rule_engine.MAX_SHARED_LINES
     (folded,) = e.close()
     assert folded["event"]["count"] == rule_engine.MAX_SHARED_LINES + 9
+
+
+def test_close_hands_out_folded_alerts_in_batches_releasing_each_fold(tmp_path):
+    """At the end of a run each pending fold is released as its alert is made, a batch at a
+    time (a capture's end can hold a fold per endpoint), in the order `close()` gives."""
+    _rule(tmp_path, "t-fold", "sel:\n  lwm2m.path: /x\ncondition: sel\n")
+
+    def engine_with_folds():
+        e = _engine(tmp_path, {"fold_window": "3600s"})
+        for ep in range(50):
+            for i, eid in enumerate(("a", "b")):
+                d = _doc(f"2026-11-23T10:00:{i:02d}.{ep:06d}Z", f"{eid}{ep}", path="/x")
+                d["lwm2m"]["endpoint"] = f"ep-{ep}"
+                e.process(d)
+        return e
+
+    whole = engine_with_folds().close()
+    assert len(whole) == 50 and all(a["rule"]["folded"] for a in whole)
+    e = engine_with_folds()
+    batches = e.close_batches(size=16)
+    first = next(batches)
+    assert len(first) == 16 and len(e._folds) == 50 - 16
+    rest = [a for b in batches for a in b]
+    assert first + rest == whole and e._folds == {}

@@ -19,7 +19,7 @@ import pytest
 
 from monitor import sharding
 from monitor.analyze import ListSink, analyze_files
-from monitor.capture import CaptureError
+from monitor.capture import CaptureError, CaptureStats
 from monitor.cli import build_config, main
 from monitor.sinks import append_file
 from tests.captures import ROOT, keys_file, project_captures
@@ -278,3 +278,21 @@ def test_a_killed_worker_is_one_clear_error_with_its_exit_code(generated, tmp_pa
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 6
     assert err.strip().splitlines() == ["lwm2m-monitor: analysis worker 1 exited unexpectedly; the output is incomplete"]
+
+
+def test_pipeline_close_in_batches_gives_what_close_gives(generated):
+    """`drive` ends a run with `Pipeline.close_batches` (the end of a capture holds a pending
+    exchange or folded alert per client); it must give `close()`'s documents in its order."""
+    from monitor.capture import read_files
+    from monitor.pipeline import Pipeline
+
+    def fed():
+        pipeline = Pipeline(config_for(None))
+        for dgram in read_files([generated], CaptureStats()):
+            pipeline.feed(dgram)
+        return pipeline
+
+    whole = fed().close()
+    batches = list(fed().close_batches(size=64))
+    assert len(batches) > 3 and len(whole) > 400
+    assert [d for b in batches for d in b] == whole

@@ -6,7 +6,9 @@ is built), runs its own `Pipeline` over them and writes its documents to a part 
 parent then hands the parts, in worker order, to the sinks: the output is deterministic for a
 given N (byte-identical across runs), and its documents are the same set as a single-process
 run's, in a different order. When the only sink is an NDJSON file, worker 0 appends to that
-file itself and only the other parts are copied after it.
+file itself and only the other parts are copied after it, each while its worker is still
+writing it (once the workers before it are done): only the tail of the last part is copied
+after the last worker ends.
 
 Shard key (`monitor/shard_key.py`): the LwM2M client's IP address, so that one client's
 bootstrap flow, registration flow, DTLS sessions and OSCORE contexts (and keys harvested from

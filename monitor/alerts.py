@@ -91,8 +91,10 @@ def message(rule: RuleInfo, doc: dict, count: int = 1, group: str | None = None,
 
 def alert_document(rule: RuleInfo, level: str, trigger: dict, *, related_ids: list[str],
                    count: int = 1, first: str | None = None, last: str | None = None,
-                   group: str | None = None, folded: bool = False) -> dict:
-    """One alert about `trigger` (the latest matching document when folded)."""
+                   group: str | None = None, folded: bool = False, owned: bool = False) -> dict:
+    """One alert about `trigger` (the latest matching document when folded). With `owned`, the
+    trigger is the alert's own (decoded from a fold's evidence line): its parts are taken, not
+    copied."""
     addrs = _addresses(trigger)              # read once: the message and related.ip use them too
     src = addrs["source"] or ("0.0.0.0", 0)
     dst = addrs["destination"] or ("0.0.0.0", 0)
@@ -122,7 +124,7 @@ def alert_document(rule: RuleInfo, level: str, trigger: dict, *, related_ids: li
         doc["tags"] = list(rule.tags)
     for key in EVIDENCE:
         if key in trigger and key not in ("client", "server"):
-            doc[key] = _copy(trigger[key])
+            doc[key] = trigger[key] if owned else _copy(trigger[key])
     hosts: list[str] = []
     ep = (trigger.get("lwm2m") or {}).get("endpoint")
     if ep:

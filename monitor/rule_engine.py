@@ -548,10 +548,14 @@ class RuleEngine:
     def _flush(self, fold: _Fold, out: list[dict]) -> None:
         evidence = fold.evidence
         if fold.count and evidence is not None:          # a repeat brings its evidence
-            trigger = orjson.loads(evidence) if isinstance(evidence, bytes) else evidence
+            trigger: dict
+            if isinstance(evidence, bytes):
+                trigger, owned = orjson.loads(evidence), True
+            else:
+                trigger, owned = evidence, False
             out.append(alert_document(fold.rule.info, fold.level, trigger, related_ids=fold.ids,
                                       count=fold.count, first=fold.first, last=fold.last,
-                                      group=fold.group, folded=True))
+                                      group=fold.group, folded=True, owned=owned))
 
     def _pop_due(self, now: str | None) -> tuple | None:
         """Key of the fold whose window ends first (and by `now`, if given); stale heap

@@ -139,6 +139,8 @@ def test_folded_alert_evidence_is_the_latest_repeat(tmp_path):
     (odd,) = e2.close()
     assert odd["lwm2m"]["values"] == [{"path": "/3/0/9", "value": 2**70}]
     assert odd["lwm2m"]["registration"] == {"objects": {5: "odd int key"}}
+    odd["lwm2m"]["registration"]["objects"][5] = "changed in the alert"     # kept as a dict: copied
+    assert b["lwm2m"]["registration"] == {"objects": {5: "odd int key"}}
 
 
 def test_correlation_window_slides_and_groups(tmp_path):

@@ -132,17 +132,18 @@ def _follow_parts(pipes, procs, parts: list[str], sink: NdjsonSink) -> list[Work
     if first.error is None:
         sink.adopt_appended(first.documents)
     for i in range(1, len(pipes)):
+        copying = all(r.error is None for r in results)   # after a failure: only collect the rest
         offset = 0
         part = None
         try:
             while not pipes[i].poll(FOLLOW_S):
-                if part is None and os.path.exists(parts[i]):
+                if copying and part is None and os.path.exists(parts[i]):
                     part = open(parts[i], "rb")
-                if part is not None and not any(r.error for r in results):
+                if part is not None:
                     offset = sink.follow_encoded(part, offset)
             result = _receive(i, pipes[i], procs[i])
             results.append(result)
-            if result.error is None and not any(r.error for r in results):
+            if copying and result.error is None:
                 if part is None:
                     part = open(parts[i], "rb")
                 sink.follow_encoded(part, offset)

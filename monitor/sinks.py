@@ -54,13 +54,21 @@ _LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 _ANY_KEYS = _LINE | orjson.OPT_NON_STR_KEYS         # a third slower: only when a key is not a str
 
 
-def dumps_line(doc: dict) -> bytes:
-    """The one NDJSON encoding, as the UTF-8 line a file gets: stable key order, compact,
-    non-ASCII kept as is (orjson: the encoder is a large share of the per-document cost)."""
+def dumps_line_plain(doc: dict) -> bytes | None:
+    """`dumps_line` of a document that reads back as the same JSON (`orjson.loads`): None when
+    it needs a fallback (a key that is not a str, an integer beyond 64 bits)."""
     try:
         return orjson.dumps(doc, option=_LINE)
     except TypeError:
-        pass
+        return None
+
+
+def dumps_line(doc: dict) -> bytes:
+    """The one NDJSON encoding, as the UTF-8 line a file gets: stable key order, compact,
+    non-ASCII kept as is (orjson: the encoder is a large share of the per-document cost)."""
+    line = dumps_line_plain(doc)
+    if line is not None:
+        return line
     try:
         return orjson.dumps(doc, option=_ANY_KEYS)
     except TypeError:       # an integer beyond 64 bits (a CBOR bignum): the stdlib keeps every digit
@@ -70,15 +78,6 @@ def dumps_line(doc: dict) -> bytes:
     except ValueError:      # beyond the interpreter's 4,300-digit limit: such a number as hex text
         return (json.dumps(_huge_ints_as_hex(doc), sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False) + "\n").encode()
-
-
-def dumps_line_plain(doc: dict) -> bytes | None:
-    """`dumps_line` of a document that reads back as the same JSON (`orjson.loads`): None when
-    it needs a fallback (a key that is not a str, an integer beyond 64 bits)."""
-    try:
-        return orjson.dumps(doc, option=_LINE)
-    except TypeError:
-        return None
 
 
 HUGE_INT_BITS = 14_000              # 4,214 decimal digits: below the 4,300 of int-to-str conversion

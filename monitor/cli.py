@@ -170,8 +170,9 @@ def open_sinks(args, default_out: str):
 def cmd_analyze(args) -> int:
     from .analyze import TerminalProgress, WorkerError, analyze_files
     from .capture import CaptureError
-    from .gc_tuning import favour_throughput
+    from .gc_tuning import favour_throughput, settle_startup
     from .summary import print_summary
+    favour_throughput()
     for path in args.pcaps:
         if not os.path.isfile(path):
             return fail(EXIT_INPUT, f"{path}: no such capture file")
@@ -190,7 +191,7 @@ def cmd_analyze(args) -> int:
     except ValueError as exc:                        # EsConfigError: a bad URL or auth option
         return fail(EXIT_CONFIG, str(exc))
     progress = TerminalProgress(args.pcaps)
-    favour_throughput()
+    settle_startup()
     try:
         if args.workers > 1:
             from .sharding import analyze_sharded

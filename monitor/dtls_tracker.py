@@ -29,6 +29,7 @@ SERVER_PORTS = (5684, 5683, 5784, 5783, 4433, 443)   # best guess for mid-sessio
 MAX_MESSAGE = 1 << 16        # largest handshake message we reassemble
 MAX_PARTIAL = 16             # handshake messages in reassembly per session
 _REPLAY_WINDOW = 64
+_WINDOW_MASK = (1 << _REPLAY_WINDOW) - 1
 
 Address = tuple[str, int]
 
@@ -74,9 +75,37 @@ class _Partial:
         return bytes(self.buf) if covered >= len(self.buf) else None
 
 
+class _ReplayWindow:
+    """Anti-replay window of one direction and epoch (RFC 6347 §4.1.2.6)."""
+
+    __slots__ = ("top", "bits")
+
+    def __init__(self, seq: int) -> None:
+        self.top = seq
+        self.bits = 1                       # bit n: top - n was seen
+
+    def seen(self, seq: int) -> bool:
+        """Record `seq`; True when it was seen before (a duplicate)."""
+        top = self.top
+        if seq > top:
+            shift = seq - top
+            self.bits = ((self.bits << shift) | 1) & _WINDOW_MASK if shift < _REPLAY_WINDOW else 1
+            self.top = seq
+            return False
+        back = top - seq
+        if back >= _REPLAY_WINDOW:
+            return False
+        bits = self.bits
+        if bits >> back & 1:
+            return True
+        self.bits = bits | (1 << back)
+        return False
+
+
 class _Session:
-    __slots__ = ("facts", "transcript", "ems_upto", "done", "partial", "master", "ciphers",
-                 "ccs", "saw_server_hello_done", "windows", "ticket", "key", "ch_cids")
+    __slots__ = ("facts", "transcript", "ems_upto", "done", "partial", "master", "client_cipher",
+                 "server_cipher", "ccs", "saw_server_hello_done", "client_window", "server_window",
+                 "windows", "ticket", "key", "ch_cids")
 
     def __init__(self, facts: DtlsSessionFacts, key: tuple) -> None:
         self.facts = facts
@@ -86,11 +115,15 @@ class _Session:
         self.done: set[tuple[bool, int, int]] = set()
         self.partial: dict[tuple[bool, int, int], _Partial] = {}
         self.master: bytes | None = None
-        # keyed by _direction_epoch(from_client, epoch): an int, not a tuple built per record
-        self.ciphers: dict[int, crypto.RecordDecryptor] = {}
+        # epoch 1's, the only one decrypted (attributes: read for every record)
+        self.client_cipher: crypto.RecordDecryptor | None = None
+        self.server_cipher: crypto.RecordDecryptor | None = None
         self.ccs: set[bool] = set()
         self.saw_server_hello_done = False
-        self.windows: dict[int, list[int]] = {}
+        # epoch 1's windows as attributes; other epochs' by _direction_epoch(from_client, epoch)
+        self.client_window: _ReplayWindow | None = None
+        self.server_window: _ReplayWindow | None = None
+        self.windows: dict[int, _ReplayWindow] = {}
         self.ticket: bytes | None = None
         self.ch_cids: dict[int, bytes] = {}   # connection_id extension -> CID the client asked for
 
@@ -110,12 +143,22 @@ class DtlsTracker:
         self._cid_lengths: dict[int, int] = {}
         # session_id / ticket -> (master secret, key source): lives across files of one run.
         self._resumable: OrderedDict[bytes, tuple[bytes, str]] = OrderedDict()
-        self.stats: dict[str, int] = dict.fromkeys(
+        # per-datagram and per-record counters are attributes (a dict increment each cost more
+        # than the anti-replay check); `stats` puts them back in this dict's order
+        self._datagrams = self._records = self._decrypted = 0
+        self._counts: dict[str, int] = dict.fromkeys(
             ("datagrams", "records", "decrypted", "failed_mac", "undecryptable", "malformed",
              "truncated", "retransmissions", "duplicates", "sessions", "evictions", "handshakes",
              "alerts", "dtls13_records", "cid_address_changes"), 0)
 
     # ------------------------------------------------------------------ public interface
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters so far (a copy)."""
+        out = dict(self._counts)
+        out["datagrams"], out["records"], out["decrypted"] = self._datagrams, self._records, self._decrypted
+        return out
 
     def __len__(self) -> int:
         """Sessions held (for the sensor's state sizes)."""
@@ -123,7 +166,7 @@ class DtlsTracker:
 
     def feed(self, dgram: Datagram) -> DtlsResult:
         res = DtlsResult()
-        self.stats["datagrams"] += 1
+        self._datagrams += 1
         src, dst = dgram.src, dgram.dst
         sess = self._flows.get(_flow_key(src, dst))
         records = self._parse(dgram.payload, sess, src, res)
@@ -136,7 +179,7 @@ class DtlsTracker:
                 self._roam(sess, dgram, records[0].cid)
         for rec in records:
             if isinstance(rec, p.UnifiedRecord):
-                self.stats["dtls13_records"] += 1
+                self._counts["dtls13_records"] += 1
                 res.anomalies.append("dtls.dtls13_record")
                 if sess is not None:
                     sess.facts.wire_version = p.DTLS13
@@ -183,7 +226,7 @@ class DtlsTracker:
                         continue
                     if records and getattr(records[0], "cid", None) in self._by_cid:
                         return records
-            self.stats[exc.kind] += 1
+            self._counts[exc.kind] += 1
             res.anomalies.append(f"dtls.record_{exc.kind}")
             return None
 
@@ -207,7 +250,7 @@ class DtlsTracker:
             facts.decrypt_error = "handshake not seen (session picked up mid-way)"
         sess = _Session(facts, _flow_key(src, dst))
         self._flows[sess.key] = sess
-        self.stats["sessions"] += 1
+        self._counts["sessions"] += 1
         return sess
 
     def _maybe_restart(self, sess: _Session, dgram: Datagram, rec: p.Record,
@@ -236,7 +279,7 @@ class DtlsTracker:
         self._flows.pop(sess.key, None)
         sess.key = _flow_key(f.client, f.server)
         self._flows[sess.key] = sess
-        self.stats["cid_address_changes"] += 1
+        self._counts["cid_address_changes"] += 1
 
     def _drop(self, sess: _Session) -> None:
         self._flows.pop(sess.key, None)
@@ -253,13 +296,13 @@ class DtlsTracker:
             if not old.facts.emitted:
                 res.documents.append(self._emit(old, "unknown"))
             self._drop(old)
-            self.stats["evictions"] += 1
+            self._counts["evictions"] += 1
             res.anomalies.append("dtls.session_evicted")
 
     def _emit(self, sess: _Session, outcome: str) -> dict:
         f = sess.facts
         f.emitted = True
-        self.stats["handshakes"] += 1
+        self._counts["handshakes"] += 1
         return handshake_document(f, outcome)
 
     # ------------------------------------------------------------------ records
@@ -267,7 +310,7 @@ class DtlsTracker:
     def _record(self, sess: _Session, rec: p.Record, dgram: Datagram, res: DtlsResult) -> None:
         f = sess.facts
         f.records += 1
-        self.stats["records"] += 1
+        self._records += 1
         from_client = dgram.src == f.client
         ctype = rec.content_type
         if rec.epoch == 0:
@@ -281,7 +324,7 @@ class DtlsTracker:
                 res.anomalies.append("dtls.unprotected_" + p.CONTENT_NAMES.get(ctype, str(ctype)))
             return
         if self._duplicate(sess, from_client, rec):
-            self.stats["duplicates"] += 1
+            self._counts["duplicates"] += 1
             res.anomalies.append("dtls.duplicate_record")
             return
         dec = self._decryptor(sess, from_client, rec.epoch)
@@ -289,17 +332,17 @@ class DtlsTracker:
         if opened is None:
             if dec is not None:
                 f.failed_records += 1
-                self.stats["failed_mac"] += 1
+                self._counts["failed_mac"] += 1
                 res.anomalies.append("dtls.bad_mac")
                 if not f.decrypted:
                     f.decrypt_error = "record authentication failed: wrong key or corrupted records"
             else:
-                self.stats["undecryptable"] += 1
+                self._counts["undecryptable"] += 1
             self._opaque(sess, from_client, ctype, dgram, res)
             return
         f.decrypted = True
         f.decrypted_records += 1
-        self.stats["decrypted"] += 1
+        self._decrypted += 1
         if f.decrypt_error and f.decrypt_error.startswith("record authentication"):
             f.decrypt_error = None
         inner, plain = opened
@@ -330,38 +373,38 @@ class DtlsTracker:
                 f.history += "f"
             else:
                 f.retransmissions += 1
-                self.stats["retransmissions"] += 1
+                self._counts["retransmissions"] += 1
             self._check_complete(sess, dgram, res)
         elif ctype == p.ALERT:
             self._alert(sess, from_client, None, True, dgram, res)
 
     def _duplicate(self, sess: _Session, from_client: bool, rec: p.Record) -> bool:
         """Anti-replay window (RFC 6347 §4.1.2.6) so a duplicated datagram is reported once."""
+        seq = rec.seq
+        if rec.epoch == 1:
+            w = sess.client_window if from_client else sess.server_window
+            if w is None:
+                w = _ReplayWindow(seq)
+                if from_client:
+                    sess.client_window = w
+                else:
+                    sess.server_window = w
+                return False
+            return w.seen(seq)
         key = _direction_epoch(from_client, rec.epoch)
         w = sess.windows.get(key)
         if w is None:
-            sess.windows[key] = [rec.seq, 1]
+            sess.windows[key] = _ReplayWindow(seq)
             return False
-        top, bits = w
-        if rec.seq > top:
-            shift = rec.seq - top
-            w[1] = ((bits << shift) | 1) & ((1 << _REPLAY_WINDOW) - 1) if shift < _REPLAY_WINDOW else 1
-            w[0] = rec.seq
-            return False
-        back = top - rec.seq
-        if back >= _REPLAY_WINDOW:
-            return False
-        if bits >> back & 1:
-            return True
-        w[1] = bits | (1 << back)
-        return False
+        return w.seen(seq)
 
     # ------------------------------------------------------------------ keys
 
     def _decryptor(self, sess: _Session, from_client: bool, epoch: int) -> crypto.RecordDecryptor | None:
-        dec = sess.ciphers.get(_direction_epoch(from_client, epoch))
-        if dec is not None:
-            return dec
+        if epoch == 1:
+            dec = sess.client_cipher if from_client else sess.server_cipher
+            if dec is not None:
+                return dec
         f = sess.facts
         if epoch != 1:
             f.decrypt_error = f.decrypt_error or "renegotiated epoch not decrypted"
@@ -378,13 +421,13 @@ class DtlsTracker:
             return None
         kb = crypto.key_block(version, f.suite, master, c_random, s_random)
         etm = f.encrypt_then_mac and not f.suite.aead
-        sess.ciphers[_direction_epoch(True, 1)] = crypto.RecordDecryptor(
+        sess.client_cipher = crypto.RecordDecryptor(
             f.suite, version, kb.client_key, kb.client_iv, kb.client_mac,
             encrypt_then_mac=etm, cid_draft=f.cid_draft)
-        sess.ciphers[_direction_epoch(False, 1)] = crypto.RecordDecryptor(
+        sess.server_cipher = crypto.RecordDecryptor(
             f.suite, version, kb.server_key, kb.server_iv, kb.server_mac,
             encrypt_then_mac=etm, cid_draft=f.cid_draft)
-        return sess.ciphers[_direction_epoch(from_client, 1)]
+        return sess.client_cipher if from_client else sess.server_cipher
 
     def _ensure_master(self, sess: _Session) -> bool:
         """Find the master secret: keylog, resumed session, or PSK (looked up now, not earlier)."""
@@ -459,13 +502,13 @@ class DtlsTracker:
             frags = p.parse_handshake(data)
         except ParseError as exc:
             res.anomalies.append(f"dtls.handshake_{exc.kind}")
-            self.stats[exc.kind] += 1
+            self._counts[exc.kind] += 1
             return
         for fr in frags:
             key = (from_client, fr.message_seq, fr.msg_type)
             if key in sess.done:
                 sess.facts.retransmissions += 1
-                self.stats["retransmissions"] += 1
+                self._counts["retransmissions"] += 1
                 continue
             if fr.whole:
                 body: bytes | None = fr.body
@@ -489,7 +532,7 @@ class DtlsTracker:
                 self._message(sess, from_client, fr.msg_type, fr.message_seq, body, dgram, res)
             except ParseError as exc:
                 res.anomalies.append(f"dtls.{p.HANDSHAKE_NAMES.get(fr.msg_type, 'handshake')}_{exc.kind}")
-                self.stats[exc.kind] += 1
+                self._counts[exc.kind] += 1
 
     def _message(self, sess: _Session, from_client: bool, mtype: int, mseq: int, body: bytes,
                  dgram: Datagram, res: DtlsResult) -> None:
@@ -668,7 +711,7 @@ class DtlsTracker:
                 return
         fact = AlertFact(dgram.ts_ns, dgram.frame, from_client, level, description, encrypted)
         f.alerts.append(fact)
-        self.stats["alerts"] += 1
+        self._counts["alerts"] += 1
         res.documents.append(alert_document(f, fact, dgram))
         # An alert we cannot read during a handshake we watched is almost always fatal; in a
         # session picked up mid-way it is more likely a close_notify, so it decides nothing.

@@ -633,7 +633,7 @@ class Pipeline:
                 break
         if not ident:
             return
-        f.identity = {"value": ident["value"], "type": ident["type"]}
+        f.identity = ident                   # the session's {value, type}: read-only, as the layer
         if f.endpoint is not None:
             expected = self.keys.expected_endpoint(str(ident["value"]))
             f.matches_endpoint = f.endpoint == (expected if expected is not None else ident["value"])

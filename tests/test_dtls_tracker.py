@@ -183,3 +183,26 @@ def test_raw_public_key_certificate_message():
     facts = rpk_facts(got)
     assert facts["sha256"] == hashlib.sha256(spki).hexdigest()
     assert (facts["public_key_algorithm"], facts["public_key_size"]) == ("EC", 256)
+
+
+def test_replay_window_follows_rfc6347():
+    """RFC 6347 §4.1.2.6: a 64-record sliding window; anything older than it is not judged."""
+    from monitor.dtls_tracker import _ReplayWindow
+    w = _ReplayWindow(100)
+    assert w.seen(100) is True                     # the first record again
+    assert w.seen(98) is False and w.seen(98) is True   # late but new, then its duplicate
+    assert w.seen(101) is False and w.seen(163) is False
+    assert w.seen(100) is True                     # 63 back from 163: inside the window
+    assert w.seen(99) is False and w.seen(99) is False   # 64 back: outside, never judged
+    assert w.seen(1000) is False and w.seen(163) is False   # a jump past the window forgets it
+    assert w.seen(1000) is True
+
+
+def test_stats_is_a_snapshot_with_per_record_counters():
+    t = DtlsTracker(ws_keys())
+    plain, _, _ = feed_all(t, WS)
+    st = t.stats
+    assert st["datagrams"] == len(WS) and st["decrypted"] == 7   # 4 + Finished x2 + alert
+    assert st["records"] >= st["decrypted"] and list(st)[:3] == ["datagrams", "records", "decrypted"]
+    st["datagrams"] = -1                           # a copy: the tracker's counters are its own
+    assert t.stats["datagrams"] == len(WS)

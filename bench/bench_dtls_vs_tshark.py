@@ -70,7 +70,7 @@ def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_d
         got = int(found.group(1).replace(",", "")) if found else 0
         docs = re.search(r"documents ([\d,]+)", summary)
         rows.append(row(NAME, fastest, got, "records", ts, _note(got, expected, meta)
-                        + (f", {docs.group(1)} documents" if docs else "") + _runs_note(m)))
+                        + (f", {docs.group(1)} documents" if docs else "") + _runs_note(m, runs[0])))
     for w in workers:
         path = os.path.join(out_dir, f"bench-dtls-w{w}.ndjson")
         if os.path.exists(path):

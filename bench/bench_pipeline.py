@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -86,15 +87,24 @@ def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_d
         with open(out, "rb") as f:
             docs = sum(1 for _ in f)
         os.unlink(out)
-        rows.append(row(NAME, best(m), n, "packets", ts, f"{docs:,} documents" + _runs_note(m)))
+        rows.append(row(NAME, best(m), n, "packets", ts, f"{docs:,} documents" + _runs_note(m, runs[0])))
     return rows
 
 
-def _runs_note(runs) -> str:
+def _runs_note(runs, ref=None) -> str:
+    """"best of 3: a/b/c s"; with `ref`, tshark's runs (interleaved with these round by round,
+    so each pair met the same machine): each round's speed ratio and their median, steadier on a
+    machine whose speed drifts than a ratio of two best-ofs."""
     timed = [m for m in runs if not m.sampled]
     if len(timed) <= 1:
         return ""
-    return f"; best of {len(timed)}: " + "/".join(f"{m.seconds:.1f}" for m in timed) + " s"
+    note = f"; best of {len(timed)}: " + "/".join(f"{m.seconds:.1f}" for m in timed) + " s"
+    ref_timed = [m for m in ref if not m.sampled] if ref is not None else []
+    if len(ref_timed) == len(timed):
+        ratios = [r.seconds / m.seconds for r, m in zip(ref_timed, timed)]
+        note += ("; speed per round " + "/".join(f"{x:.2f}" for x in ratios)
+                 + f"x, median {statistics.median(ratios):.2f}x")
+    return note
 
 
 def main() -> None:

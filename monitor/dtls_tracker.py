@@ -380,23 +380,21 @@ class DtlsTracker:
 
     def _duplicate(self, sess: _Session, from_client: bool, rec: p.Record) -> bool:
         """Anti-replay window (RFC 6347 §4.1.2.6) so a duplicated datagram is reported once."""
-        seq = rec.seq
-        if rec.epoch == 1:
+        epoch = rec.epoch
+        if epoch == 1:
             w = sess.client_window if from_client else sess.server_window
-            if w is None:
-                w = _ReplayWindow(seq)
-                if from_client:
-                    sess.client_window = w
-                else:
-                    sess.server_window = w
-                return False
-            return w.seen(seq)
-        key = _direction_epoch(from_client, rec.epoch)
-        w = sess.windows.get(key)
-        if w is None:
-            sess.windows[key] = _ReplayWindow(seq)
-            return False
-        return w.seen(seq)
+        else:
+            w = sess.windows.get(_direction_epoch(from_client, epoch))
+        if w is not None:
+            return w.seen(rec.seq)
+        w = _ReplayWindow(rec.seq)
+        if epoch != 1:
+            sess.windows[_direction_epoch(from_client, epoch)] = w
+        elif from_client:
+            sess.client_window = w
+        else:
+            sess.server_window = w
+        return False
 
     # ------------------------------------------------------------------ keys
 

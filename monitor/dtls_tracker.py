@@ -144,10 +144,10 @@ class DtlsTracker:
         # session_id / ticket -> (master secret, key source): lives across files of one run.
         self._resumable: OrderedDict[bytes, tuple[bytes, str]] = OrderedDict()
         # per-datagram and per-record counters are attributes (a dict increment each cost more
-        # than the anti-replay check); `stats` puts them back in this dict's order
+        # than the anti-replay check); `stats` puts them first, before the rarer ones
         self._datagrams = self._records = self._decrypted = 0
         self._counts: dict[str, int] = dict.fromkeys(
-            ("datagrams", "records", "decrypted", "failed_mac", "undecryptable", "malformed",
+            ("failed_mac", "undecryptable", "malformed",
              "truncated", "retransmissions", "duplicates", "sessions", "evictions", "handshakes",
              "alerts", "dtls13_records", "cid_address_changes"), 0)
 
@@ -156,9 +156,8 @@ class DtlsTracker:
     @property
     def stats(self) -> dict[str, int]:
         """Counters so far (a copy)."""
-        out = dict(self._counts)
-        out["datagrams"], out["records"], out["decrypted"] = self._datagrams, self._records, self._decrypted
-        return out
+        return {"datagrams": self._datagrams, "records": self._records, "decrypted": self._decrypted,
+                **self._counts}
 
     def __len__(self) -> int:
         """Sessions held (for the sensor's state sizes)."""

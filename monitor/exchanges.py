@@ -343,7 +343,10 @@ class ExchangeMatcher:
         flow.pending.pop(key, None)
         ex.response, ex.resp_dgram, ex.resp_carrier = msg, dgram, carrier
         if ex.request.observe == 0 and msg.observe is not None and code >> 5 == 2:
-            flow.observations[key] = ex
+            # Its notifications repeat only the request side: keeping the whole exchange would
+            # hold the response's message, datagram and carrier for as long as the observation
+            # lives (a fleet's observations were most of the objects a young collection scanned).
+            flow.observations[key] = Exchange(ex.request, ex.req_dgram, ex.carrier, orphan=ex.orphan)
             if len(flow.observations) > self.max_observations:
                 flow.observations.popitem(last=False)
                 self.stats.evicted += 1

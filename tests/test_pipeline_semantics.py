@@ -133,6 +133,27 @@ def test_reactive_cancel_by_reset_to_a_notification():
     assert ops[2]["lwm2m"]["values"][0]["value"] == 79
 
 
+def test_an_observation_keeps_only_the_request_side():
+    """A fleet holds one observation per observed resource for hours: it must not keep the first
+    response's message and datagram alive (notifications repeat the request, not the response)."""
+    r = Run()
+    r.register()
+    r.send(SERVER, CLIENT, enc(N.CON, N.GET, 20, b"ob", uri_path=("3303", "0", "5700"), observe=0))
+    r.send(CLIENT, SERVER, enc(N.ACK, N.CONTENT, 20, b"ob", observe=1, content_format=0, payload=b"21.5"))
+    flow = next(iter(r.p.flows.values()))
+    (obs,) = flow.observations.values()
+    assert obs.response is None and obs.resp_dgram is None and obs.resp_carrier is None
+    assert obs.request.uri_path == ("3303", "0", "5700") and obs.req_dgram.src == SERVER
+    r.send(CLIENT, SERVER, enc(N.NON, N.CONTENT, 501, b"ob", observe=2, content_format=0, payload=b"22.5"))
+    r.send(SERVER, CLIENT, enc(N.RST, N.EMPTY, 501))
+    ops = r.close()
+    assert [(d["event"]["action"], d["lwm2m"]["path"], d["coap"]["mid"]) for d in ops[1:]] == [
+        ("observe", "/3303/0/5700", 20), ("notify", "/3303/0/5700", 20),
+        ("cancel-observation", "/3303/0/5700", 20)]
+    assert ops[2]["lwm2m"]["values"][0]["value"] == 22.5
+    assert ops[2]["coap"]["response"]["mid"] == 501 and ops[2]["lwm2m"]["endpoint"] == "ep-1"
+
+
 def test_coap_found_by_content_on_any_port_and_garbage_ignored():
     r = Run()
     odd_server = ("192.0.2.10", 7777)

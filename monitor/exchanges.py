@@ -62,7 +62,6 @@ class Exchange:
     request_blocks: int
     response_blocks: int
     is_notification: bool                   # a notification of an established observation
-    observe_of: "Exchange | None"           # for notifications: the observe exchange
     reactive_cancel: bool                   # an RST answering a notification (RFC 7641 §3.6)
     orphan: bool                            # notifications of an observation registered before the capture
 
@@ -71,7 +70,7 @@ class Exchange:
                  resp_carrier: Carrier | None = None, acked: bool = False, reset: bool = False,
                  retransmissions: int = 0, request_body: bytes = b"", response_body: bytes = b"",
                  request_blocks: int = 0, response_blocks: int = 0, is_notification: bool = False,
-                 observe_of: "Exchange | None" = None, reactive_cancel: bool = False,
+                 reactive_cancel: bool = False,
                  orphan: bool = False) -> None:
         self.request = request
         self.req_dgram = req_dgram
@@ -87,7 +86,6 @@ class Exchange:
         self.request_blocks = request_blocks
         self.response_blocks = response_blocks
         self.is_notification = is_notification
-        self.observe_of = observe_of
         self.reactive_cancel = reactive_cancel
         self.orphan = orphan
 
@@ -277,7 +275,7 @@ class ExchangeMatcher:
                 obs = flow.observations.pop(obs_key, None)
                 if obs is not None:
                     return [Exchange(obs.request, obs.req_dgram, obs.carrier, resp_dgram=dgram,
-                                     reset=True, reactive_cancel=True, observe_of=obs)]
+                                     reset=True, reactive_cancel=True)]
             return []
         if msg.type == coap.ACK:
             ex.acked = True
@@ -372,7 +370,7 @@ class ExchangeMatcher:
 
     def _notification(self, obs: Exchange, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> Exchange:
         ex = Exchange(obs.request, obs.req_dgram, obs.carrier, response=msg, resp_dgram=dgram,
-                      resp_carrier=carrier, response_body=msg.payload, is_notification=True, observe_of=obs,
+                      resp_carrier=carrier, response_body=msg.payload, is_notification=True,
                       orphan=obs.orphan)
         self.stats.exchanges += 1
         return ex

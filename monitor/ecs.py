@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import socket
 import struct
 from datetime import datetime, timezone
 from typing import Any
@@ -100,12 +101,20 @@ def community_id(src: Address, dst: Address, proto: int = 17, seed: int = 0) -> 
 
 
 def _community_id(src: Address, dst: Address, proto: int, seed: int) -> str:
-    sip, dip = ipaddress.ip_address(src[0]).packed, ipaddress.ip_address(dst[0]).packed
+    sip, dip = _packed(src[0]), _packed(dst[0])
     sport, dport = src[1], dst[1]
     if (sip, sport) > (dip, dport):
         sip, dip, sport, dport = dip, sip, dport, sport
     data = struct.pack("!H", seed) + sip + dip + struct.pack("!BBHH", proto, 0, sport, dport)
     return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def _packed(ip: str) -> bytes:
+    # inet_pton: a tenth of ipaddress's cost, paid per new flow; ipaddress for the rest (a scope id)
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+    except OSError:
+        return ipaddress.ip_address(ip).packed
 
 
 def base_document(*, dataset: str, action: str, ts_ns: int, src: Address, dst: Address,

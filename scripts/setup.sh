@@ -18,6 +18,9 @@ $PY -m pip install -q --disable-pip-version-check -e ".[test,live,accel]" 2>&1 |
 # the per-packet modules compiled with Cython (pure Python without it); rebuilt only when stale
 mkdir -p build
 $PY scripts/build_accel.py --if-stale >build/accel.log 2>&1 || { tail -40 build/accel.log; exit 1; }
+# byte-code for the modules that stay Python (CLI, keys, rules set-up): compiled once here, not
+# at every start when the environment sets PYTHONDONTWRITEBYTECODE
+$PY -m compileall -q monitor parsers >/dev/null
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 if [ "${1:-}" = "--tests" ]; then
   # the Kaitai compiler (TLV module up to date) and the OMA registry package (object cross-check)

@@ -26,17 +26,10 @@ _AAD = struct.Struct("!HHIBHH")
 
 
 def _p_hash(name: str, secret: bytes, seed: bytes, n: int) -> bytes:
-    # keyed once, copied per step: a one-shot `hmac.digest` sets up the key each time (half its cost)
-    keyed = hmac.new(secret, digestmod=name)
     out, a = bytearray(), seed
     while len(out) < n:
-        h = keyed.copy()
-        h.update(a)
-        a = h.digest()
-        h = keyed.copy()
-        h.update(a)
-        h.update(seed)
-        out += h.digest()
+        a = hmac.digest(secret, a, name)
+        out += hmac.digest(secret, a + seed, name)
     return bytes(out[:n])
 
 

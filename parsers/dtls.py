@@ -170,13 +170,24 @@ def _unified(data: bytes, pos: int, cid_length: int | None) -> tuple[UnifiedReco
 # ---------------------------------------------------------------------------------------------
 # Handshake layer
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class HandshakeFragment:
+    """One handshake fragment; not frozen, and its own `__init__`, as `Record` (several are built
+    per handshake). Nothing assigns to a fragment after it is built."""
+
     msg_type: int
     length: int           # total message length
     message_seq: int
     fragment_offset: int
     body: bytes           # this fragment's bytes
+
+    def __init__(self, msg_type: int, length: int, message_seq: int, fragment_offset: int,
+                 body: bytes) -> None:
+        self.msg_type = msg_type
+        self.length = length
+        self.message_seq = message_seq
+        self.fragment_offset = fragment_offset
+        self.body = body
 
     @property
     def whole(self) -> bool:

@@ -1,6 +1,7 @@
 """Decrypted DTLS records/s: `lwm2m-monitor analyze --keys` vs `tshark -o dtls.psk:...` (issue #3).
 
-The capture (≥100k packets, 2,000 DTLS 1.2 PSK sessions with TLS_PSK_WITH_AES_128_CCM_8,
+The capture (≥100k packets, 2,000 DTLS 1.2 PSK sessions with TLS_PSK_WITH_AES_128_CCM_8, or
+with `--suite cbc` TLS_PSK_WITH_AES_128_CBC_SHA256, the other suite LwM2M makes mandatory;
 LwM2M inside) is generated once by bench/gen_dtls_traffic.py into bench/.cache/. Both tools run
 in the same invocation on the same file:
 
@@ -12,7 +13,7 @@ in the same invocation on the same file:
 The count each tool reached is checked against the generator's number of application records,
 so a tool that fails to decrypt cannot look fast. Rate = application records / wall seconds.
 
-Run: python bench/bench_dtls_vs_tshark.py [--packets 120000] [--clients 2000] [--workers 1,2]
+Run: python bench/bench_dtls_vs_tshark.py [--packets 120000] [--clients 2000] [--workers 1,2] [--suite ccm8|cbc]
 """
 from __future__ import annotations
 
@@ -31,22 +32,25 @@ from measure import best, print_rows, row, run_interleaved  # noqa: E402
 
 CACHE = HERE / ".cache"
 NAME = "DTLS-PSK decryption"
+NAMES = {"ccm8": NAME, "cbc": "DTLS-PSK CBC-SHA256"}
 
 
-def capture(packets: int, clients: int) -> tuple[Path, Path, dict]:
-    stem = CACHE / f"dtls-{packets}p-{clients}c"
+def capture(packets: int, clients: int, suite: str = "ccm8") -> tuple[Path, Path, dict]:
+    stem = CACHE / (f"dtls-{packets}p-{clients}c" + ("" if suite == "ccm8" else f"-{suite}"))
     pcap, keys, meta = (Path(f"{stem}{ext}") for ext in (".pcap", ".keys.yaml", ".json"))
     if not meta.exists():
         CACHE.mkdir(exist_ok=True)
         subprocess.run([sys.executable, str(HERE / "gen_dtls_traffic.py"), str(pcap),
-                        "--packets", str(packets), "--clients", str(clients)], check=True,
+                        "--packets", str(packets), "--clients", str(clients), "--suite", suite], check=True,
                        stdout=subprocess.DEVNULL)
     with open(meta) as f:
         return pcap, keys, json.load(f)
 
 
-def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_dir: str = "/tmp") -> list[dict]:
-    pcap, keys, meta = capture(packets, clients)
+def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_dir: str = "/tmp",
+          suite: str = "ccm8") -> list[dict]:
+    pcap, keys, meta = capture(packets, clients, suite)
+    name = NAMES[suite]
     expected = meta["app_records"]
     with open(pcap, "rb") as f:
         while f.read(1 << 22):
@@ -62,14 +66,14 @@ def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_d
     runs = run_interleaved(commands, repeat)
     ts = best(runs[0])
     got = sum(1 for line in ts.stdout.splitlines() if line.strip())
-    rows = [row(NAME, ts, got, "records", None, _note(got, expected, meta) + _runs_note(runs[0]))]
+    rows = [row(name, ts, got, "records", None, _note(got, expected, meta) + _runs_note(runs[0]))]
     for m in runs[1:]:
         fastest = best(m)
         summary = fastest.stdout.decode()
         found = re.search(r"coap messages ([\d,]+)", summary)
         got = int(found.group(1).replace(",", "")) if found else 0
         docs = re.search(r"documents ([\d,]+)", summary)
-        rows.append(row(NAME, fastest, got, "records", ts, _note(got, expected, meta)
+        rows.append(row(name, fastest, got, "records", ts, _note(got, expected, meta)
                         + (f", {docs.group(1)} documents" if docs else "") + _runs_note(m, runs[0])))
     for w in workers:
         path = os.path.join(out_dir, f"bench-dtls-w{w}.ndjson")
@@ -90,8 +94,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2_000)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each command, interleaved; the fastest is shown")
+    ap.add_argument("--suite", choices=sorted(NAMES), default="ccm8")
     args = ap.parse_args()
-    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")], args.repeat))
+    print_rows(bench(args.packets, args.clients, [int(w) for w in args.workers.split(",")], args.repeat,
+                     suite=args.suite))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Generate a large capture of DTLS 1.2 PSK (TLS_PSK_WITH_AES_128_CCM_8) LwM2M traffic.
+"""Generate a large capture of DTLS 1.2 PSK LwM2M traffic, in either suite LwM2M makes mandatory:
+TLS_PSK_WITH_AES_128_CCM_8 (default) or TLS_PSK_WITH_AES_128_CBC_SHA256 (`--suite cbc`).
 
 Many clients, each with its own PSK identity (all sharing one key, since tshark takes a single
 `dtls.psk`), run a full handshake with the server 10.0.0.1:5684, then register and exchange
@@ -8,9 +9,11 @@ records. Sessions interleave at random. Deterministic (seeded).
 Key schedule and record protection are written here from the RFCs, independently of
 monitor/dtls_crypto.py (RFC 4279 §2 premaster, RFC 5246 §5 PRF with SHA-256, §8.1 master
 secret, §6.3 key block, §7.4.9 Finished over the DTLS handshake headers per RFC 6347 §4.2.6,
-RFC 6655 CCM_8 record nonce and AAD); tshark decrypting the result is the cross-check.
+RFC 6655 CCM_8 record nonce and AAD; for CBC, RFC 5246 §6.2.3.2 MAC-then-encrypt with an
+explicit per-record IV and the RFC 6347 §4.1.2.1 MAC input); tshark decrypting the result is the
+cross-check.
 
-    python bench/gen_dtls_traffic.py OUT.pcap [--packets 120000] [--clients 2000]
+    python bench/gen_dtls_traffic.py OUT.pcap [--packets 120000] [--clients 2000] [--suite ccm8|cbc]
 
 Writes OUT.pcap, OUT.keys.yaml (KEYS.md format) and OUT.json (counts, the PSK as hex for tshark).
 """
@@ -26,6 +29,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +39,8 @@ from aiocoap import numbers as N  # noqa: E402
 
 SERVER = (bytes([10, 0, 0, 1]), 5684)
 DTLS12 = b"\xfe\xfd"
-SUITE = b"\xc0\xa8"                       # TLS_PSK_WITH_AES_128_CCM_8
+SUITES = {"ccm8": b"\xc0\xa8",            # TLS_PSK_WITH_AES_128_CCM_8
+          "cbc": b"\x00\xae"}             # TLS_PSK_WITH_AES_128_CBC_SHA256
 HANDSHAKE, CCS, APPDATA = 22, 20, 23
 PSK = bytes.fromhex("62656e63682d64746c732d70736b2121")   # "bench-dtls-psk!!" (benchmark-only)
 
@@ -57,53 +62,74 @@ def handshake(msg_type: int, seq: int, body: bytes) -> bytes:
 
 
 class Direction:
-    """Record layer of one direction: epoch, 48-bit sequence, CCM_8 once keys are on."""
+    """Record layer of one direction: epoch, 48-bit sequence, CCM_8 or CBC once keys are on."""
 
-    def __init__(self):
+    def __init__(self, rnd: random.Random):
+        self.rnd = rnd
         self.epoch = 0
         self.seq = 0
         self.aead: AESCCM | None = None
         self.salt = b""
+        self.cbc_key = self.mac_key = b""
 
-    def change_cipher_spec(self, key: bytes, salt: bytes) -> None:
+    def change_cipher_spec(self, key: bytes, salt: bytes, mac_key: bytes = b"") -> None:
         self.epoch, self.seq = 1, 0
-        self.aead, self.salt = AESCCM(key, tag_length=8), salt
+        if mac_key:
+            self.cbc_key, self.mac_key = key, mac_key
+        else:
+            self.aead, self.salt = AESCCM(key, tag_length=8), salt
 
     def record(self, ctype: int, body: bytes) -> bytes:
         seq_num = self.epoch.to_bytes(2, "big") + self.seq.to_bytes(6, "big")
         self.seq += 1
+        header = seq_num + bytes([ctype]) + DTLS12 + len(body).to_bytes(2, "big")
         if self.aead is not None:
-            aad = seq_num + bytes([ctype]) + DTLS12 + len(body).to_bytes(2, "big")
-            body = seq_num + self.aead.encrypt(self.salt + seq_num, body, aad)   # explicit nonce = seq_num
+            body = seq_num + self.aead.encrypt(self.salt + seq_num, body, header)   # explicit nonce = seq_num
+        elif self.mac_key:
+            mac = hmac.new(self.mac_key, header + body, hashlib.sha256).digest()
+            pad = 15 - (len(body) + len(mac)) % 16
+            iv = self.rnd.randbytes(16)                  # benchmark-only: seeded, not secret
+            enc = Cipher(algorithms.AES(self.cbc_key), modes.CBC(iv)).encryptor()
+            body = iv + enc.update(body + mac + bytes([pad]) * (pad + 1)) + enc.finalize()
         return bytes([ctype]) + DTLS12 + seq_num + len(body).to_bytes(2, "big") + body
 
 
 class Session:
-    def __init__(self, rnd: random.Random, identity: bytes):
+    def __init__(self, rnd: random.Random, identity: bytes, suite: str = "ccm8"):
         self.identity = identity
+        self.suite = suite
         self.client_random, self.server_random = rnd.randbytes(32), rnd.randbytes(32)
         self.session_id = rnd.randbytes(32)
-        self.c, self.s = Direction(), Direction()
+        self.c, self.s = Direction(rnd), Direction(rnd)
 
     def flights(self) -> list[tuple[bool, bytes]]:
         """The four datagrams of a full PSK handshake: (from_client, payload)."""
-        ch = handshake(1, 0, DTLS12 + self.client_random + b"\x00" + b"\x00" + b"\x00\x02" + SUITE + b"\x01\x00")
-        sh = handshake(2, 0, DTLS12 + self.server_random + b"\x20" + self.session_id + SUITE + b"\x00")
+        suite = SUITES[self.suite]
+        ch = handshake(1, 0, DTLS12 + self.client_random + b"\x00" + b"\x00" + b"\x00\x02" + suite + b"\x01\x00")
+        sh = handshake(2, 0, DTLS12 + self.server_random + b"\x20" + self.session_id + suite + b"\x00")
         shd = handshake(14, 1, b"")
         cke = handshake(16, 1, len(self.identity).to_bytes(2, "big") + self.identity)
         premaster = len(PSK).to_bytes(2, "big") + bytes(len(PSK)) + len(PSK).to_bytes(2, "big") + PSK
         master = prf(premaster, b"master secret", self.client_random + self.server_random, 48)
-        kb = prf(master, b"key expansion", self.server_random + self.client_random, 40)
+        cbc = self.suite == "cbc"
+        # key block (RFC 5246 §6.3): CCM_8 16+16 keys, 4+4 salts; CBC-SHA256 32+32 MAC keys, 16+16 keys
+        kb = prf(master, b"key expansion", self.server_random + self.client_random, 96 if cbc else 40)
         transcript = ch + sh + shd + cke
         cfin = handshake(20, 2, prf(master, b"client finished", hashlib.sha256(transcript).digest(), 12))
         sfin = handshake(20, 2, prf(master, b"server finished", hashlib.sha256(transcript + cfin).digest(), 12))
         out = [(True, self.c.record(HANDSHAKE, ch)),
                (False, self.s.record(HANDSHAKE, sh) + self.s.record(HANDSHAKE, shd))]
         d3 = self.c.record(HANDSHAKE, cke) + self.c.record(CCS, b"\x01")
-        self.c.change_cipher_spec(kb[0:16], kb[32:36])
+        if cbc:
+            self.c.change_cipher_spec(kb[64:80], b"", kb[0:32])
+        else:
+            self.c.change_cipher_spec(kb[0:16], kb[32:36])
         out.append((True, d3 + self.c.record(HANDSHAKE, cfin)))
         d4 = self.s.record(CCS, b"\x01")
-        self.s.change_cipher_spec(kb[16:32], kb[36:40])
+        if cbc:
+            self.s.change_cipher_spec(kb[80:96], b"", kb[32:64])
+        else:
+            self.s.change_cipher_spec(kb[16:32], kb[36:40])
         out.append((False, d4 + self.s.record(HANDSHAKE, sfin)))
         return out
 
@@ -116,6 +142,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--packets", type=int, default=120_000)
     ap.add_argument("--clients", type=int, default=2_000)
+    ap.add_argument("--suite", choices=sorted(SUITES), default="ccm8")
     args = ap.parse_args()
     rnd = random.Random(11)
     clients = []
@@ -152,7 +179,7 @@ def main() -> None:
             c["smid"] = (c["smid"] + 1) & 0xFFFF
             tok = rnd.randbytes(4)
             if c["session"] is None:
-                c["session"] = Session(rnd, c["ident"])
+                c["session"] = Session(rnd, c["ident"], args.suite)
                 for from_client, payload in c["session"].flights():
                     put(c, from_client, payload)
                 counts["handshakes"] += 1
@@ -169,6 +196,7 @@ def main() -> None:
             if c["session"] is not None:
                 f.write(f'  - identity: "{c["ident"].decode()}"\n    key: "{PSK.hex()}"\n')
     counts["psk_hex"] = PSK.hex()
+    counts["suite"] = args.suite
     with open(stem + ".json", "w") as f:
         json.dump(counts, f, indent=1)
     print(f"{counts['packets']} packets, {counts['handshakes']} handshakes, {counts['app_records']} "

@@ -1,6 +1,7 @@
 """The benchmark's DTLS capture is real DTLS: Wireshark decrypts it, and so do we, record for record.
 
-bench/gen_dtls_traffic.py writes its own key schedule and CCM_8 record protection from the RFCs;
+bench/gen_dtls_traffic.py writes its own key schedule and CCM_8 or CBC-SHA256 record protection
+from the RFCs;
 if it were wrong, tshark (an independent implementation) would not decrypt it, and the DTLS
 benchmark's figures would mean nothing. Small capture, generated at test time.
 """
@@ -21,14 +22,19 @@ from monitor.pipeline import PipelineConfig
 from tests.captures import ROOT
 
 
-@pytest.fixture(scope="module")
-def dtls_capture(tmp_path_factory):
+SUITE_NAMES = {"ccm8": "TLS_PSK_WITH_AES_128_CCM_8", "cbc": "TLS_PSK_WITH_AES_128_CBC_SHA256"}
+
+
+@pytest.fixture(scope="module", params=sorted(SUITE_NAMES))
+def dtls_capture(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("gen") / "dtls.pcap"
     subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_dtls_traffic.py"), str(out),
-                    "--packets", "1500", "--clients", "40"], check=True, capture_output=True)
+                    "--packets", "1500", "--clients", "40", "--suite", request.param],
+                   check=True, capture_output=True)
     stem = str(out)[:-5]
     with open(stem + ".json") as f:
         meta = json.load(f)
+    assert meta["suite"] == request.param
     return str(out), stem + ".keys.yaml", meta
 
 
@@ -61,7 +67,7 @@ def test_tshark_and_we_decrypt_every_record_the_same(dtls_capture):
     assert {f: ours[f][1] for f in requests} == {f: theirs[f][1] for f in requests}
     handshakes = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
     assert len(handshakes) == meta["handshakes"]
-    assert all(h["dtls"]["finished_verified"] and h["tls"]["cipher"] == "TLS_PSK_WITH_AES_128_CCM_8"
+    assert all(h["dtls"]["finished_verified"] and h["tls"]["cipher"] == SUITE_NAMES[meta["suite"]]
                for h in handshakes)
     ops = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
     assert {d["lwm2m"]["security"] for d in ops} == {"dtls"}

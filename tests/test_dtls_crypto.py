@@ -163,3 +163,38 @@ def test_null_cipher_record_is_authenticated():
     dec = c.RecordDecryptor(s, DTLS12, b"", b"", key)
     assert dec.open(dtls.Record(23, DTLS12, 1, 5, b"hello" + tag)) == (23, b"hello")
     assert dec.open(dtls.Record(23, DTLS12, 1, 6, b"hello" + tag)) is None
+
+
+def _cbc_record(key: bytes, mac_key: bytes, seq: int, plain: bytes, mac: str = "sha256") -> dtls.Record:
+    """A MAC-then-encrypt AES-CBC record (RFC 5246 §6.2.3.2), sealed with cryptography's CBC mode."""
+    import hmac as _hmac
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    hdr = (1).to_bytes(2, "big") + seq.to_bytes(6, "big") + bytes([23]) + b"\xfe\xfd" + len(plain).to_bytes(2, "big")
+    body = plain + _hmac.digest(mac_key, hdr + plain, mac)
+    pad = 15 - len(body) % 16
+    iv = os.urandom(16)
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return dtls.Record(23, DTLS12, 1, seq, iv + enc.update(body + bytes([pad]) * (pad + 1)) + enc.finalize())
+
+
+@pytest.mark.parametrize("code, key_len", [(0x00AE, 16), (0x00AF, 32)])   # AES-128-CBC-SHA256, AES-256-CBC-SHA384
+def test_cbc_records_in_sequence_through_one_decryptor(code, key_len):
+    """The decryptor keeps one ECB context for the session and chains the blocks itself: many
+    records of every length, forged and misaligned ones among them, each give exactly the
+    plaintext a fresh CBC context gives, and a bad record leaves nothing behind for the next."""
+    s = suite(code)
+    key, mac_key = os.urandom(key_len), os.urandom(s.mac_len)
+    dec = c.RecordDecryptor(s, DTLS12, key, b"", mac_key)
+    for seq in range(1, 120):
+        plain = os.urandom(seq % 70)
+        rec = _cbc_record(key, mac_key, seq, plain, s.mac)
+        if seq % 7 == 0:                          # cut mid-block: rejected, and the context stays clean
+            assert dec.open(dtls.Record(23, DTLS12, 1, seq, rec.fragment[:-5])) is None
+        if seq % 11 == 0:                         # one flipped ciphertext bit: the MAC fails
+            bad = bytearray(rec.fragment)
+            bad[20] ^= 0x40
+            assert dec.open(dtls.Record(23, DTLS12, 1, seq, bytes(bad))) is None
+        assert dec.open(rec) == (23, plain)
+    other = c.RecordDecryptor(s, DTLS12, os.urandom(key_len), b"", mac_key)
+    assert other.open(_cbc_record(key, mac_key, 500, b"coap")) is None      # a wrong key: no garbage

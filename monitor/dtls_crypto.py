@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from types import ModuleType
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from parsers.dtls import DTLS12, TLS12_CID, Record
+from parsers.tls_suites import Suite
 
 _hashlib: ModuleType | None
-try:                                     # the C HMAC that `hmac.new` wraps, as `hmac` imports it
+try:                                     # the C HMAC object that `hmac.new` wraps, as `hmac` imports it
     import _hashlib
-except ImportError:                      # an interpreter without OpenSSL: the one-shot HMAC
+except ImportError:                      # an interpreter without OpenSSL: one-shot `hmac.digest`
     _hashlib = None
-from parsers.tls_suites import Suite
 
 # MAC/AAD prefix of a record without CID: epoch, 48-bit sequence number, type, version, length
 _AAD = struct.Struct("!HHIBHH")

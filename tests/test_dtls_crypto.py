@@ -198,3 +198,20 @@ def test_cbc_records_in_sequence_through_one_decryptor(code, key_len):
         assert dec.open(rec) == (23, plain)
     other = c.RecordDecryptor(s, DTLS12, os.urandom(key_len), b"", mac_key)
     assert other.open(_cbc_record(key, mac_key, 500, b"coap")) is None      # a wrong key: no garbage
+
+
+def test_without_openssl_hmac_objects_the_one_shot_path_gives_the_same(monkeypatch):
+    """The PRF and the record MAC key OpenSSL's HMAC object once and copy it; an interpreter
+    without `_hashlib` takes one-shot `hmac.digest` instead, with the same results."""
+    s = suite(0x00AE)
+    key, mac_key = os.urandom(16), os.urandom(32)
+    rec = _cbc_record(key, mac_key, 9, b"</3/0>")
+    secret, seed = os.urandom(48), os.urandom(64)
+    fast = [c.prf(DTLS12, "sha256", secret, b"key expansion", seed, n) for n in (12, 40, 48, 96)]
+    assert c.RecordDecryptor(s, DTLS12, key, b"", mac_key).open(rec) == (23, b"</3/0>")
+    monkeypatch.setattr(c, "_hashlib", None)
+    assert [c.prf(DTLS12, "sha256", secret, b"key expansion", seed, n) for n in (12, 40, 48, 96)] == fast
+    slow = c.RecordDecryptor(s, DTLS12, key, b"", mac_key)
+    assert slow._keyed_mac is None
+    assert slow.open(rec) == (23, b"</3/0>")
+    assert slow.open(_cbc_record(key, os.urandom(32), 10, b"x")) is None     # a wrong MAC key

@@ -200,9 +200,11 @@ def test_cbc_records_in_sequence_through_one_decryptor(code, key_len):
     assert other.open(_cbc_record(key, mac_key, 500, b"coap")) is None      # a wrong key: no garbage
 
 
-def test_without_openssl_hmac_objects_the_one_shot_path_gives_the_same(monkeypatch):
+def test_without_openssl_hmac_objects_the_fallback_gives_the_same(monkeypatch):
     """The PRF and the record MAC key OpenSSL's HMAC object once and copy it; an interpreter
-    without `_hashlib` takes one-shot `hmac.digest` instead, with the same results."""
+    without `_hashlib` keys `hmac.new`'s object instead, with the same results."""
+    import hmac as _hmac
+
     s = suite(0x00AE)
     key, mac_key = os.urandom(16), os.urandom(32)
     rec = _cbc_record(key, mac_key, 9, b"</3/0>")
@@ -212,6 +214,6 @@ def test_without_openssl_hmac_objects_the_one_shot_path_gives_the_same(monkeypat
     monkeypatch.setattr(c, "_hashlib", None)
     assert [c.prf(DTLS12, "sha256", secret, b"key expansion", seed, n) for n in (12, 40, 48, 96)] == fast
     slow = c.RecordDecryptor(s, DTLS12, key, b"", mac_key)
-    assert slow._keyed_mac is None
+    assert isinstance(slow._keyed_mac, _hmac.HMAC)              # the fallback was taken
     assert slow.open(rec) == (23, b"</3/0>")
     assert slow.open(_cbc_record(key, os.urandom(32), 10, b"x")) is None     # a wrong MAC key

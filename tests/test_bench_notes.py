@@ -27,3 +27,14 @@ def test_no_ratio_without_tshark_or_with_unequal_rounds():
     assert "speed" not in _runs_note(runs(10.0, 11.0))
     assert "speed" not in _runs_note(runs(10.0, 11.0), runs(20.0))
     assert _runs_note(runs(10.0)) == ""
+
+
+def test_a_command_that_fails_is_no_measurement():
+    """A broken install made `lwm2m-monitor` exit 1 with a traceback in 0.04 s, and the table
+    showed it 69 times faster than tshark: any non-zero exit now stops the benchmark."""
+    import pytest
+    from measure import run
+    ok = run("ok", [sys.executable, "-c", "print('x')"], capture=True)
+    assert ok.returncode == 0 and ok.stdout == b"x\n"
+    with pytest.raises(RuntimeError, match=r"(?s)exit 1: .*ModuleNotFoundError"):
+        run("broken", [sys.executable, "-c", "import no_such_module_here"])

@@ -48,9 +48,9 @@ def capture(packets: int, clients: int, suite: str = "ccm8") -> tuple[Path, Path
 
 
 def bench(packets: int, clients: int, workers: list[int], repeat: int = 1, out_dir: str = "/tmp",
-          suite: str = "ccm8") -> list[dict]:
+          suite: str = "ccm8", label: str = "") -> list[dict]:
     pcap, keys, meta = capture(packets, clients, suite)
-    name = NAMES[suite]
+    name = NAMES[suite] + (f" {label}" if label else "")
     expected = meta["app_records"]
     with open(pcap, "rb") as f:
         while f.read(1 << 22):

@@ -1,6 +1,6 @@
 """Every benchmark, one table (what `make bench` runs). See bench/README.md for what each figure means.
 
-    python bench/run.py [--quick] [--repeat N] [--workers 1,2] [--only pipeline,dtls,dtls-cbc,oscore]
+    python bench/run.py [--quick] [--repeat N] [--workers 1,2] [--only pipeline,dtls,dtls-cbc,dtls-wake,dtls-long,oscore]
 
 --quick: 100,000 plain packets instead of 1,000,000 and 20,000 DTLS packets instead of 120,000
 (the figures of the README come from the full run). Generated captures are cached in
@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="worker counts for lwm2m-monitor (default 1,2)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each command, interleaved round-robin; the fastest is shown (default 1)")
-    ap.add_argument("--only", default="pipeline,dtls,dtls-cbc,oscore", help="subset of benchmarks to run")
+    ap.add_argument("--only", default="pipeline,dtls,dtls-cbc,dtls-wake,oscore",
+                    help="subset of benchmarks to run (also: dtls-long, 1,000,000 DTLS packets)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     workers = [int(w) for w in args.workers.split(",")]
@@ -51,6 +52,12 @@ def main() -> None:
     if "dtls-cbc" in only:           # the other suite LwM2M makes mandatory: a MAC and CBC per record
         packets, clients = (20_000, 400) if args.quick else (120_000, 2_000)
         rows += bench_dtls_vs_tshark.bench(packets, clients, workers, args.repeat, suite="cbc")
+    if "dtls-wake" in only:          # devices that wake, handshake, register, sleep: ~10 datagrams a session
+        packets, clients = (20_000, 2_000) if args.quick else (100_000, 10_000)
+        rows += bench_dtls_vs_tshark.bench(packets, clients, workers, args.repeat, label="wake-ups")
+    if "dtls-long" in only:          # steady state: 1,000,000 packets, ~100 per session (not in the default set)
+        packets, clients = (200_000, 2_000) if args.quick else (1_000_000, 10_000)
+        rows += bench_dtls_vs_tshark.bench(packets, clients, workers, args.repeat, label="long")
     if rows:
         print()
         print_rows(rows)

@@ -25,6 +25,7 @@ from .objects import is_secret_path
 from .operations import INTERFACE, classify, is_client_request, lwm2m_path, query_params
 from .oscore_tracker import MALFORMED_PLAINTEXT
 from .registrations import DEFAULT_LIFETIME, Registration, Registry
+from .secret_screen import SecretScreen
 
 LWM2M_SERVER_PORTS = frozenset({5683, 5684, 5685, 5686})
 FLOW_IDLE_NS = 600 * 1_000_000_000
@@ -117,6 +118,7 @@ class Pipeline:
         from .payload_decoder import decode_payload, redact
         self._decode = decode_payload
         self._redact = redact
+        self._screen = SecretScreen(self.keys)
 
     # --- entry points -------------------------------------------------------------------
     def feed(self, dgram: Datagram) -> list[dict]:
@@ -266,6 +268,7 @@ class Pipeline:
         self.keys = keys
         self.dtls.keys = keys
         self.oscore.reload(keys)
+        self._screen.keys = keys
         if config.objects is not None:
             self._model = config.objects
             self._value_cache.clear()
@@ -523,8 +526,9 @@ class Pipeline:
         if action == "execute":
             f.content_format = req.content_format
             if ex.request_body:
-                if is_secret_path(f.path, self._model):
-                    # an Execute aimed at a key resource: its body is treated as that key's value
+                if is_secret_path(f.path, self._model) or self._screened(ex.request_body):
+                    # an Execute aimed at a key resource (or carrying a known key): its body is
+                    # treated as that key's value
                     f.execute_arguments = "redacted sha256_8=" + self._redact(ex.request_body)["sha256_8"]
                     f.credential_paths = [f.path]
                 else:
@@ -566,19 +570,31 @@ class Pipeline:
         if dv.instances and self.config.harvest and action in HARVEST_ACTIONS:
             self._harvest(dv.instances)
 
+    def _screened(self, data: bytes) -> bool:
+        """Whether `data` (or its text) holds a key the run knows (`SecretScreen`)."""
+        screen = self._screen
+        screen.stale()
+        return screen.hits(data, data.decode("utf-8", "replace"))
+
     def _decoded_values(self, body: bytes, cf: int | None, path: str) -> "_DecodedValues":
         """Decode a payload into event values; small repeated payloads (telemetry) are cached."""
         key = (body, cf, path)
+        screen = self._screen
+        if screen.stale():                   # a key learnt since: cached values were not screened for it
+            self._value_cache.clear()
         cached = self._value_cache.get(key)
         if cached is not None:
             return cached
         decoded = self._decode(body, cf, path, self._model)
-        out = _DecodedValues(error=decoded.error)
+        error = decoded.error
+        if error is not None and screen.hits(error.encode("utf-8", "surrogateescape"), error):
+            error = "payload does not decode (the message quoted a known key)"
+        out = _DecodedValues(error=error)
         for v in decoded.values:
             entry: dict[str, Any] = {"path": v.path, "type": v.type}
             if v.name:
                 entry["name"] = v.name
-            if v.secret:
+            if v.secret or (not screen.empty and _carries_known_key(screen, v.raw, v.value)):
                 entry["value"] = self._redact(v)
                 if v.raw is None or v.raw:                      # an empty key carries nothing
                     out.credential_paths.append(v.path)
@@ -637,6 +653,18 @@ class Pipeline:
         if f.endpoint is not None:
             expected = self.keys.expected_endpoint(str(ident["value"]))
             f.matches_endpoint = f.endpoint == (expected if expected is not None else ident["value"])
+
+
+def _carries_known_key(screen: SecretScreen, raw: bytes | None, value: object) -> bool:
+    """A decoded value whose bytes (or, for text, its hex/base64 forms) hold a key the run knows."""
+    text = value if isinstance(value, str) else None
+    if raw is None:
+        if text is None:
+            return False
+        raw = text.encode("utf-8", "surrogateescape")
+    elif text is not None and text == raw.hex():         # opaque shown as hex: its bytes say it all
+        text = None
+    return screen.hits(raw, text)
 
 
 def _link_targets(body: bytes) -> list[str]:

@@ -42,7 +42,7 @@ HOT = {
                 "lwm2m_events", "ecs", "payload_decoder", "sinks", "analyze", "sharding",
                 "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events", "oscore_tracker",
                 "oscore_context", "oscore_events", "rule_engine", "rule_facts", "sigma_compile",
-                "alerts", "psk_audit", "live"],
+                "alerts", "psk_audit", "live", "secret_screen"],
 }
 
 

@@ -1,0 +1,202 @@
+"""Known keys are redacted wherever they appear, not only in the Security/OSCORE key resources.
+
+Found by the fuzz campaign (seed 32): a Leshan bootstrap-write of Security instance /0/1 whose
+Uri-Path was changed to /5/1 printed the PSK as the Firmware Update object's resource 5, in hex.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import orjson
+import yaml
+
+from monitor.capture import CaptureStats, read_files
+from monitor.keys import KeyStore, OscoreContextConfig, Psk
+from monitor.pipeline import Pipeline, PipelineConfig
+from monitor.secret_screen import MIN_CONTAINED, SecretScreen
+from parsers import coap
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURE = ROOT / "pcaps/leshan-nosec-bootstrap.pcap"
+KEYS = ROOT / "pcaps/leshan-nosec-bootstrap.keys.yaml"
+SECRET = bytes.fromhex(yaml.safe_load(KEYS.read_text())["psk"][0]["key"])
+
+
+def _store(*secrets: bytes) -> KeyStore:
+    keys = KeyStore()
+    for i, s in enumerate(secrets):
+        keys.psks[b"id%d" % i] = Psk(b"id%d" % i, s)
+    return keys
+
+
+def test_whole_contained_and_text_forms():
+    key = bytes(range(200, 216))
+    screen = SecretScreen(_store(key))
+    assert screen.stale()
+    assert screen.hits(key) and screen.hits(b"xx" + key + b"yy")
+    assert not screen.hits(key[:-1]) and not screen.hits(key[1:] + b"\0")
+    for text in (key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
+                 "uri=coap://h/?k=" + key.hex() + "&x=1"):
+        assert screen.hits(b"other bytes", text), text
+    assert not screen.hits(b"other bytes", key.hex()[:-2])
+
+
+def test_short_secrets_only_as_a_whole_value():
+    short = b"\x01\x02\x03"                   # would match ordinary data inside longer values
+    assert len(short) < MIN_CONTAINED
+    screen = SecretScreen(_store(short))
+    screen.stale()
+    assert screen.hits(short)
+    assert not screen.hits(b"\x00" + short + b"\x00")
+
+
+def test_every_kind_of_secret_and_later_additions():
+    keys = _store()
+    screen = SecretScreen(keys)
+    screen.stale()
+    assert screen.empty and not screen.hits(SECRET)
+    keys.oscore.append(OscoreContextConfig(master_secret=b"M" * 16, master_salt=b"S" * 8))
+    keys.keylog[b"r" * 32] = b"K" * 48
+    assert keys.add_harvested_psk(b"harvested", SECRET)
+    assert screen.stale() and not screen.stale()          # rebuilt once, then current
+    for s in (b"M" * 16, b"S" * 8, b"K" * 48, SECRET):
+        assert screen.hits(s), s
+
+
+def _datagrams():
+    return list(read_files([str(CAPTURE)], CaptureStats()))
+
+
+def _with_path(dgrams, old: tuple[str, ...], new: tuple[str, ...]):
+    """The capture with the Uri-Path of the bootstrap-write to `old` changed to `new` (same lengths)."""
+    out, changed = [], 0
+    for d in dgrams:
+        try:
+            msg = coap.parse(d.payload)
+        except Exception:                    # noqa: BLE001 - not CoAP: kept as it is
+            out.append(d)
+            continue
+        if msg.code == 3 and msg.uri_path == old:               # PUT /0/1: the Security instance
+            head = d.payload[:4 + len(msg.token)]
+            opts = d.payload[len(head):]
+            seg = b"".join(bytes([0x01]) + s.encode() for s in old[1:])
+            new_seg = b"".join(bytes([0x01]) + s.encode() for s in new[1:])
+            first_old, first_new = old[0].encode(), new[0].encode()
+            assert opts.startswith(bytes([0xB1]) + first_old + seg), opts[:8].hex()
+            opts = bytes([0xB1]) + first_new + new_seg + opts[2 + len(seg):]
+            d = d._replace(payload=head + opts)
+            changed += 1
+        out.append(d)
+    assert changed == 1
+    return out
+
+
+def _run(dgrams, keys: KeyStore) -> list[dict]:
+    from monitor.rule_engine import RuleEngine
+    rules = RuleEngine.from_cli(extra_dirs=[], config_path=None, keys=keys, psk_wordlist=None)
+    pipeline = Pipeline(PipelineConfig(keys=keys, rules=rules))
+    docs = []
+    for d in dgrams:
+        docs += pipeline.feed(d)
+    docs += pipeline.close()
+    return docs
+
+
+def _printed(docs) -> bytes:
+    return b"".join(orjson.dumps(d) for d in docs)
+
+
+def test_a_known_key_written_to_another_object_is_redacted_and_flagged():
+    from monitor.keys import load
+    dgrams = _with_path(_datagrams(), ("0", "1"), ("5", "1"))
+    docs = _run(dgrams, load(str(KEYS)))
+    printed = _printed(docs)
+    assert SECRET.hex().encode() not in printed and SECRET not in printed
+    write = next(d for d in docs if d["event"]["action"] == "bootstrap-write" and d["lwm2m"]["path"] == "/5/1")
+    value = next(v for v in write["lwm2m"]["values"] if v["path"] == "/5/1/5")
+    assert value["value"] == {"redacted": True, "sha256_8": hashlib.sha256(SECRET).hexdigest()[:8]}
+    assert any(d["event"]["dataset"] == "lwm2m.alert" and d["rule"]["name"] == "cleartext-credentials"
+               and d["lwm2m"]["path"] == "/5/1" for d in docs)
+
+
+def test_without_the_key_the_same_value_is_data():
+    # the screen only knows what the run knows: no keys file, no harvest of /5/1 -> shown as sent
+    dgrams = _with_path(_datagrams(), ("0", "1"), ("5", "1"))
+    docs = _run(dgrams, KeyStore())
+    write = next(d for d in docs if d["event"]["action"] == "bootstrap-write" and d["lwm2m"]["path"] == "/5/1")
+    assert {"path": "/5/1/5", "type": "opaque", "name": "Update Result", "value": SECRET.hex()} in write["lwm2m"]["values"]
+
+
+def _moved(pair, ts_ns: int, mid_xor: int):
+    """A request and its piggy-backed response at another time and with another message ID."""
+    out = []
+    for n, d in enumerate(pair):
+        p = bytearray(d.payload)
+        p[2] ^= mid_xor >> 8
+        p[3] ^= mid_xor & 0xFF
+        out.append(d._replace(payload=bytes(p), ts_ns=ts_ns + n * 1000, frame=d.frame + mid_xor))
+    return out
+
+
+def test_a_key_harvested_mid_run_is_screened_in_values_decoded_after_it():
+    """The unmodified capture provisions the PSK in /0/1 (harvested). The same write aimed at
+    /5/1 before it shows the bytes (nothing is known yet); after it, they are redacted,
+    although the value cache has seen that very payload."""
+    dgrams = _datagrams()
+    mutated = _with_path(dgrams, ("0", "1"), ("5", "1"))
+    i = next(n for n, (a, b) in enumerate(zip(dgrams, mutated)) if a.payload != b.payload)
+    pair = mutated[i:i + 2]
+    assert coap.parse(pair[1].payload).mid == coap.parse(pair[0].payload).mid     # piggy-backed ACK
+    before = _moved(pair, dgrams[0].ts_ns - 10**9, 0x1111)
+    after = _moved(pair, dgrams[-1].ts_ns + 10**9, 0x2222)
+    docs = _run(before + dgrams + after, KeyStore())
+    # outside the bootstrap exchange the same PUT is a plain write
+    writes = [d for d in docs if d["event"]["action"] == "write" and d["lwm2m"]["path"] == "/5/1"]
+    assert len(writes) == 2
+    values = [next(v["value"] for v in w["lwm2m"]["values"] if v["path"] == "/5/1/5") for w in writes]
+    assert values[0] == SECRET.hex()                     # before the harvest: unknown, so data
+    assert values[1] == {"redacted": True, "sha256_8": hashlib.sha256(SECRET).hexdigest()[:8]}
+    flagged = [d["@timestamp"] for d in docs if d["event"]["dataset"] == "lwm2m.alert"
+               and d["rule"]["name"] == "cleartext-credentials" and d["lwm2m"]["path"] == "/5/1"]
+    assert flagged == [writes[1]["@timestamp"]]
+
+
+def test_execute_arguments_that_carry_a_known_key_are_redacted():
+    """Leshan's Execute of /33000/0/5 with arguments "0='ping',1", the argument changed to the
+    hex text of a key the run knows."""
+    dgrams = list(read_files([str(ROOT / "pcaps/leshan-nosec-operations.pcap")], CaptureStats()))
+    changed = []
+    for d in dgrams:
+        try:
+            msg = coap.parse(d.payload)
+        except Exception:                    # noqa: BLE001 - not CoAP: kept as it is
+            changed.append(d)
+            continue
+        if msg.code == 2 and msg.uri_path == ("33000", "0", "5") and msg.payload == b"0='ping',1":
+            d = d._replace(payload=d.payload[:-len(msg.payload)] + b"0='" + SECRET.hex().encode() + b"',1")
+        changed.append(d)
+    assert changed != dgrams
+    keys = KeyStore()
+    keys.psks[b"someone"] = Psk(b"someone", SECRET)
+    docs = _run(changed, keys)
+    assert SECRET.hex().encode() not in _printed(docs)
+    ex = next(d for d in docs if d["event"]["action"] == "execute" and d["lwm2m"]["path"] == "/33000/0/5")
+    digest = hashlib.sha256(b"0='" + SECRET.hex().encode() + b"',1").hexdigest()[:8]
+    assert ex["lwm2m"]["execute"]["arguments"] == f"redacted sha256_8={digest}"
+    # and with nothing known, the arguments are shown as sent
+    plain = next(d for d in _run(changed, KeyStore()) if d["event"]["action"] == "execute"
+                 and d["lwm2m"]["path"] == "/33000/0/5")
+    assert plain["lwm2m"]["execute"]["arguments"] == "0='" + SECRET.hex() + "',1"
+
+
+def test_a_decode_error_that_would_quote_a_known_key_does_not():
+    # SenML JSON: an object link value that is not OID:IID is quoted in the decode error
+    body = b'[{"bn":"/3/0/","n":"1","vlo":"' + SECRET.hex().encode() + b'"}]'
+    shown = Pipeline(PipelineConfig(keys=KeyStore()))._decoded_values(body, 110, "/3/0")
+    assert shown.error is not None and SECRET.hex() in shown.error
+    keys = KeyStore()
+    keys.psks[b"someone"] = Psk(b"someone", SECRET)
+    screened = Pipeline(PipelineConfig(keys=keys))._decoded_values(body, 110, "/3/0")
+    assert screened.error is not None and SECRET.hex() not in screened.error

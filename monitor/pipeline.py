@@ -388,7 +388,10 @@ class Pipeline:
         layer_fields = [carrier.fields] if carrier.fields else []
         if op.action is None:
             self.stats.coap_exchanges += 1
-            out.append(events.coap_request_document(ex, client, server, carrier.security, layer_fields))
+            doc = events.coap_request_document(ex, client, server, carrier.security, layer_fields)
+            if req.uri_query and self._screen.active():
+                self._screen_query(doc, None)
+            out.append(doc)
             return
         action = op.action
         if ex.is_notification:
@@ -419,7 +422,34 @@ class Pipeline:
             counts["_errors"] = counts.get("_errors", 0) + 1
         sec = "_security:" + facts.security
         counts[sec] = counts.get(sec, 0) + 1
-        out.append(events.operation_document(facts))
+        doc = events.operation_document(facts)
+        if req.uri_query and self._screen.active():
+            self._screen_query(doc, facts)
+        out.append(doc)
+
+    def _screen_query(self, doc: dict, facts: events.OperationFacts | None) -> None:
+        """Uri-Query options that hold a key the run knows (a vendor's `?psk=...`) are shown as
+        their name and the key's digest, and count as credentials sent in clear."""
+        queries = doc["coap"].get("uri_query")
+        if not queries:
+            return
+        screen = self._screen
+        hits = []
+        for i, q in enumerate(queries):
+            raw = q.encode("utf-8", "surrogateescape")
+            if screen.hits(raw, q):
+                name = q.split("=", 1)[0] if "=" in q else ""
+                queries[i] = (name + "=" if name else "") + "redacted sha256_8=" + self._redact(raw)["sha256_8"]
+                hits.append(name)
+        if not hits or facts is None:
+            return
+        lw = doc["lwm2m"]
+        for v in lw.get("values") or ():              # write-attributes: the query is the value
+            if v.get("type") == "attributes":
+                v["value"] = "&".join(queries)
+        path = doc["coap"].get("uri_path", "")
+        cred = lw.setdefault("credentials", {}).setdefault("paths", [])
+        cred.extend(f"{path}?{name}" for name in hits)
 
     def _registration(self, f: events.OperationFacts, reg: Registration | None, bootstrap_flow: bool) -> None:
         ex, req = f.exchange, f.exchange.request

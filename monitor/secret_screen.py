@@ -42,6 +42,11 @@ class SecretScreen:
         self._build()
         return True
 
+    def active(self) -> bool:
+        """Whether there is anything to screen for, the key store's latest additions included."""
+        self.stale()
+        return not self.empty
+
     def _build(self) -> None:
         k = self.keys
         secrets = {p.key for p in k.psks.values()}

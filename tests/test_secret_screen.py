@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 
 from monitor.capture import CaptureStats, read_files
@@ -200,3 +201,43 @@ def test_a_decode_error_that_would_quote_a_known_key_does_not():
     keys.psks[b"someone"] = Psk(b"someone", SECRET)
     screened = Pipeline(PipelineConfig(keys=keys))._decoded_values(body, 110, "/3/0")
     assert screened.error is not None and SECRET.hex() not in screened.error
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # aiocoap: mtype/token given by hand
+def test_a_known_key_in_a_uri_query_is_redacted_and_flagged():
+    """Leshan's `POST /bs?ep=...`, re-encoded by aiocoap with one more query option carrying
+    the key in hex (as a vendor's provisioning call might)."""
+    from aiocoap import Message
+    dgrams, changed = _datagrams(), 0
+    for n, d in enumerate(dgrams):
+        try:
+            msg = coap.parse(d.payload)
+        except Exception:                    # noqa: BLE001 - not CoAP
+            continue
+        if msg.code == 2 and msg.uri_path == ("bs",):
+            got = Message.decode(d.payload)
+            m = Message(mtype=got.mtype, mid=got.mid, code=got.code, token=got.token, payload=got.payload,
+                        uri_path=got.opt.uri_path, uri_query=tuple(got.opt.uri_query) + ("psk=" + SECRET.hex(),))
+            assert coap.parse(m.encode()).uri_query[:-1] == msg.uri_query
+            dgrams[n] = d._replace(payload=m.encode())
+            changed += 1
+    assert changed >= 1                      # (a retransmission is re-encoded alike)
+    docs = _run(dgrams, load_keys())
+    assert SECRET.hex().encode() not in _printed(docs)
+    req = next(d for d in docs if d["event"]["action"] == "bootstrap-request")
+    digest = hashlib.sha256(("psk=" + SECRET.hex()).encode()).hexdigest()[:8]
+    assert req["coap"]["uri_query"][-1] == f"psk=redacted sha256_8={digest}"
+    assert req["lwm2m"]["credentials"]["paths"] == ["/bs?psk"]
+    assert any(d["event"]["dataset"] == "lwm2m.alert" and d["rule"]["name"] == "cleartext-credentials"
+               and d["event"]["start"] == req["@timestamp"] for d in docs)
+    # with no key known, the query is shown as sent and nothing is flagged for it
+    shown = next(d for d in _run(dgrams, KeyStore()) if d["event"]["action"] == "bootstrap-request")
+    assert shown["coap"]["uri_query"][-1] == "psk=" + SECRET.hex()
+    assert shown["coap"]["uri_query"][:-1] == req["coap"]["uri_query"][:-1]       # the others as sent
+    assert "ep=leshan-client-bs" in req["coap"]["uri_query"]
+    assert "credentials" not in shown["lwm2m"]
+
+
+def load_keys() -> KeyStore:
+    from monitor.keys import load
+    return load(str(KEYS))

@@ -8,6 +8,7 @@ The documents returned are read-only: some namespaces are shared between documen
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -54,6 +55,7 @@ class _DecodedValues:
     error: str | None = None
 
 CONTENT_FORMAT_TEXT = 0
+_QUERY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,15}")
 CONTENT_FORMAT_LINK = 40
 
 
@@ -438,7 +440,10 @@ class Pipeline:
         for i, q in enumerate(queries):
             raw = q.encode("utf-8", "surrogateescape")
             if screen.hits(raw, q):
+                # the parameter's name is kept when it is one (not base64 text up to its padding)
                 name = q.split("=", 1)[0] if "=" in q else ""
+                if not _QUERY_NAME.fullmatch(name) or screen.hits(name.encode(), name):
+                    name = ""
                 queries[i] = (name + "=" if name else "") + "redacted sha256_8=" + self._redact(raw)["sha256_8"]
                 hits.append(name)
         if not hits or facts is None:

@@ -565,15 +565,23 @@ class Mutator:
         if i is None:
             return None
         rng = self.rng
-        path, cf, body, enc = secret_payload(rng, rng.choice(self.secrets))
+        secret = rng.choice(self.secrets)
         head, msg, _ = _coap_split(d[i].payload)
+        if rng.random() < 0.15:              # the key in a Uri-Query option (a vendor's ?psk=...)
+            form = rng.choice([secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode()])
+            opts = list(msg.options) + [(coap.URI_QUERY, rng.choice(["psk=", "key=", ""]).encode() + form.encode())]
+            body = (b"\xff" + msg.payload) if msg.payload else b""
+            self.set_payload(d, i, head + coap.serialize_options(sorted(opts, key=lambda o: o[0])) + body)
+            return f"secret-query[{i}]"
+        anywhere = rng.random() < 0.3
+        path, cf, body, enc = secret_payload(rng, secret, anywhere)
         # POST on a resource path is an Execute, not a write: POST only on an instance
         head = bytes([head[0], coap.PUT if len(path) == 3 else rng.choice([coap.PUT, coap.POST])]) + head[2:]
         opts = [o for o in msg.options if o[0] not in (coap.URI_PATH, coap.CONTENT_FORMAT)]
         opts += [(coap.URI_PATH, p.encode()) for p in path]
         opts.append((coap.CONTENT_FORMAT, coap.encode_option_uint(cf)))
         self.set_payload(d, i, head + coap.serialize_options(opts) + b"\xff" + body)
-        return f"secret-write[{i}]/{'/'.join(path)}:{cf}:{enc}"
+        return f"secret-write{'-elsewhere' if anywhere else ''}[{i}]/{'/'.join(path)}:{cf}:{enc}"
 
     def op_token(self, d):
         i = self.pick(d, lambda x: len(x.payload) >= 4 and x.payload[0] >> 6 == 1)
@@ -661,13 +669,17 @@ STRUCTURED = [_tlv, _cbor, _json, lambda rng: _cbor(rng) + _cbor(rng)]
 
 # Where LwM2M carries key material (monitor/objects.py SECRET_RESOURCES), and how.
 SECRET_PATHS = [(0, 5), (0, 3), (0, 4), (0, 8), (21, 0), (21, 5)]
+# resources that are not key resources: a known key written there is caught by the secret screen
+OTHER_PATHS = [(0, 0), (1, 7), (3, 1), (3, 14), (5, 1), (5, 5), (3303, 5750), (33000, 5)]
 
 
-def secret_payload(rng: random.Random, secret: bytes) -> tuple[tuple[str, ...], int, bytes, str]:
-    """A write of `secret` into a Security/OSCORE resource in one of the LwM2M encodings:
-    (Uri-Path, Content-Format, payload, description)."""
+def secret_payload(rng: random.Random, secret: bytes,
+                   anywhere: bool = False) -> tuple[tuple[str, ...], int, bytes, str]:
+    """A write of `secret` into a Security/OSCORE resource (with `anywhere`, into a resource
+    that is not a key resource) in one of the LwM2M encodings: (Uri-Path, Content-Format,
+    payload, description)."""
     import cbor2
-    oid, rid = rng.choice(SECRET_PATHS)
+    oid, rid = rng.choice(OTHER_PATHS if anywhere else SECRET_PATHS)
     iid = rng.choice([0, 1, 7])
     deep = rng.random() < 0.5                  # request path down to the resource, or the instance
     path = (str(oid), str(iid)) + ((str(rid),) if deep else ())

@@ -204,9 +204,15 @@ def test_a_decode_error_that_would_quote_a_known_key_does_not():
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")   # aiocoap: mtype/token given by hand
-def test_a_known_key_in_a_uri_query_is_redacted_and_flagged():
+@pytest.mark.parametrize("query,shown_as,path", [
+    ("psk=" + SECRET.hex(), "psk=redacted", "/bs?psk"),
+    ("key=" + SECRET.hex().upper(), "key=redacted", "/bs?key"),
+    # base64 with its padding: the text before "=" is the key, not a parameter name (fuzz seed 35)
+    (base64.b64encode(SECRET).decode(), "redacted", "/bs?"),
+])
+def test_a_known_key_in_a_uri_query_is_redacted_and_flagged(query, shown_as, path):
     """Leshan's `POST /bs?ep=...`, re-encoded by aiocoap with one more query option carrying
-    the key in hex (as a vendor's provisioning call might)."""
+    the key (as a vendor's provisioning call might)."""
     from aiocoap import Message
     dgrams, changed = _datagrams(), 0
     for n, d in enumerate(dgrams):
@@ -217,22 +223,24 @@ def test_a_known_key_in_a_uri_query_is_redacted_and_flagged():
         if msg.code == 2 and msg.uri_path == ("bs",):
             got = Message.decode(d.payload)
             m = Message(mtype=got.mtype, mid=got.mid, code=got.code, token=got.token, payload=got.payload,
-                        uri_path=got.opt.uri_path, uri_query=tuple(got.opt.uri_query) + ("psk=" + SECRET.hex(),))
+                        uri_path=got.opt.uri_path, uri_query=tuple(got.opt.uri_query) + (query,))
             assert coap.parse(m.encode()).uri_query[:-1] == msg.uri_query
             dgrams[n] = d._replace(payload=m.encode())
             changed += 1
     assert changed >= 1                      # (a retransmission is re-encoded alike)
     docs = _run(dgrams, load_keys())
-    assert SECRET.hex().encode() not in _printed(docs)
+    printed = _printed(docs)
+    for form in (SECRET.hex(), SECRET.hex().upper(), base64.b64encode(SECRET).decode().rstrip("=")):
+        assert form.encode() not in printed
     req = next(d for d in docs if d["event"]["action"] == "bootstrap-request")
-    digest = hashlib.sha256(("psk=" + SECRET.hex()).encode()).hexdigest()[:8]
-    assert req["coap"]["uri_query"][-1] == f"psk=redacted sha256_8={digest}"
-    assert req["lwm2m"]["credentials"]["paths"] == ["/bs?psk"]
+    digest = hashlib.sha256(query.encode()).hexdigest()[:8]
+    assert req["coap"]["uri_query"][-1] == f"{shown_as} sha256_8={digest}"
+    assert req["lwm2m"]["credentials"]["paths"] == [path]
     assert any(d["event"]["dataset"] == "lwm2m.alert" and d["rule"]["name"] == "cleartext-credentials"
                and d["event"]["start"] == req["@timestamp"] for d in docs)
     # with no key known, the query is shown as sent and nothing is flagged for it
     shown = next(d for d in _run(dgrams, KeyStore()) if d["event"]["action"] == "bootstrap-request")
-    assert shown["coap"]["uri_query"][-1] == "psk=" + SECRET.hex()
+    assert shown["coap"]["uri_query"][-1] == query
     assert shown["coap"]["uri_query"][:-1] == req["coap"]["uri_query"][:-1]       # the others as sent
     assert "ep=leshan-client-bs" in req["coap"]["uri_query"]
     assert "credentials" not in shown["lwm2m"]

@@ -689,10 +689,12 @@ def secret_payload(rng: random.Random, secret: bytes,
     b64 = base64.b64encode(secret).decode()
     if enc.startswith("tlv"):
         value = secret if enc == "tlv" else secret[:-1]
-        body = bytes([0xC8, rid, len(value)]) if len(value) < 256 else bytes([0xD0, rid]) + len(value).to_bytes(2, "big")
-        body += value
-        if enc == "tlv-bad":
-            body = body[:2] + bytes([len(secret)]) + value     # length one byte beyond the value
+        # resource with value: 8- or 16-bit identifier, 8- or 16-bit length field
+        ident = bytes([rid]) if rid < 256 else rid.to_bytes(2, "big")
+        wide = len(secret) >= 256
+        kind = 0xC0 | (0x20 if rid >= 256 else 0) | (0x10 if wide else 0x08)
+        length = len(secret if enc == "tlv-bad" else value)     # tlv-bad: one byte beyond the value
+        body = bytes([kind]) + ident + length.to_bytes(2 if wide else 1, "big") + value
         return path, 11542, body, enc
     if enc.startswith("senml-") and enc != "senml-cbor":
         label = enc[6:]

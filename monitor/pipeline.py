@@ -629,7 +629,8 @@ class Pipeline:
             entry: dict[str, Any] = {"path": v.path, "type": v.type}
             if v.name:
                 entry["name"] = v.name
-            if v.secret or (not screen.empty and _carries_known_key(screen, v.raw, v.value)):
+            hidden = v.secret or (not screen.empty and _carries_known_key(screen, v.raw, v.value))
+            if hidden:
                 entry["value"] = self._redact(v)
                 if v.raw is None or v.raw:                      # an empty key carries nothing
                     out.credential_paths.append(v.path)
@@ -648,8 +649,8 @@ class Pipeline:
                     inst = "/" + "/".join(parts[:2])
                     keep = v.raw if (v.secret or v.type == "opaque") and v.raw is not None else v.value
                     out.instances.setdefault(inst, {})[int(parts[2])] = keep
-            if p == "/5/0/1" and isinstance(v.value, str):
-                out.firmware_uri = v.value
+            if p == "/5/0/1" and isinstance(v.value, str) and not hidden:
+                out.firmware_uri = v.value            # (copied out of the values: never a key)
         if not out.instances and len(body) <= VALUE_CACHE_MAX_BODY:
             if len(self._value_cache) >= VALUE_CACHE_SIZE:
                 self._value_cache.clear()

@@ -249,3 +249,24 @@ def test_a_known_key_in_a_uri_query_is_redacted_and_flagged(query, shown_as, pat
 def load_keys() -> KeyStore:
     from monitor.keys import load
     return load(str(KEYS))
+
+
+def test_a_package_uri_that_carries_a_known_key_is_not_copied_out():
+    """Leshan's text/plain write of /5/0/1 with the key's hex in the URI: the value is redacted
+    and lwm2m.firmware.package_uri, a copy of it, is left out (fuzz seed 35)."""
+    dgrams = list(read_files([str(ROOT / "pcaps/leshan-nosec-operations.pcap")], CaptureStats()))
+    old = b"coap://127.0.0.1:5683/fw/leshan-fw-1.0.1.bin"
+    uri = b"coap://127.0.0.1:5683/fw/" + SECRET.hex().encode() + b".bin"
+    changed = [d._replace(payload=d.payload[:-len(old)] + uri) if d.payload.endswith(b"\xff" + old) else d
+               for d in dgrams]
+    assert changed != dgrams
+    keys = KeyStore()
+    keys.psks[b"someone"] = Psk(b"someone", SECRET)
+    docs = _run(changed, keys)
+    assert SECRET.hex().encode() not in _printed(docs)
+    write = next(d for d in docs if d["event"]["action"] == "write" and d["lwm2m"]["path"] == "/5/0/1")
+    assert write["lwm2m"]["values"][0]["value"] == {"redacted": True, "sha256_8": hashlib.sha256(uri).hexdigest()[:8]}
+    assert "firmware" not in write["lwm2m"]
+    shown = next(d for d in _run(changed, KeyStore()) if d["event"]["action"] == "write"
+                 and d["lwm2m"]["path"] == "/5/0/1")
+    assert shown["lwm2m"]["firmware"] == {"package_uri": uri.decode()}

@@ -55,8 +55,8 @@ class _DecodedValues:
     error: str | None = None
 
 CONTENT_FORMAT_TEXT = 0
-_QUERY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,15}")
 CONTENT_FORMAT_LINK = 40
+_QUERY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,15}")     # a Uri-Query parameter name
 
 
 @dataclass
@@ -608,8 +608,7 @@ class Pipeline:
     def _screened(self, data: bytes) -> bool:
         """Whether `data` (or its text) holds a key the run knows (`SecretScreen`)."""
         screen = self._screen
-        screen.stale()
-        return screen.hits(data, data.decode("utf-8", "replace"))
+        return screen.active() and screen.hits(data, data.decode("utf-8", "replace"))
 
     def _decoded_values(self, body: bytes, cf: int | None, path: str) -> "_DecodedValues":
         """Decode a payload into event values; small repeated payloads (telemetry) are cached."""

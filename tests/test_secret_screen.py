@@ -70,26 +70,36 @@ def _datagrams():
     return list(read_files([str(CAPTURE)], CaptureStats()))
 
 
-def _with_path(dgrams, old: tuple[str, ...], new: tuple[str, ...]):
-    """The capture with the Uri-Path of the bootstrap-write to `old` changed to `new` (same lengths)."""
+def _rewrite(dgrams, change):
+    """The datagrams with `change(msg, payload)` applied to each CoAP message: it returns the
+    new payload, or None to keep the datagram. Also returns how many were changed."""
     out, changed = [], 0
     for d in dgrams:
         try:
             msg = coap.parse(d.payload)
         except Exception:                    # noqa: BLE001 - not CoAP: kept as it is
-            out.append(d)
-            continue
-        if msg.code == 3 and msg.uri_path == old:               # PUT /0/1: the Security instance
-            head = d.payload[:4 + len(msg.token)]
-            opts = d.payload[len(head):]
-            seg = b"".join(bytes([0x01]) + s.encode() for s in old[1:])
-            new_seg = b"".join(bytes([0x01]) + s.encode() for s in new[1:])
-            first_old, first_new = old[0].encode(), new[0].encode()
-            assert opts.startswith(bytes([0xB1]) + first_old + seg), opts[:8].hex()
-            opts = bytes([0xB1]) + first_new + new_seg + opts[2 + len(seg):]
-            d = d._replace(payload=head + opts)
+            msg = None
+        new = change(msg, d.payload) if msg is not None else None
+        if new is not None:
+            d = d._replace(payload=new)
             changed += 1
         out.append(d)
+    return out, changed
+
+
+def _with_path(dgrams, old: tuple[str, ...], new: tuple[str, ...]):
+    """The capture with the Uri-Path of the bootstrap-write to `old` changed to `new` (same lengths)."""
+    def change(msg, payload):
+        if msg.code != 3 or msg.uri_path != old:                # PUT /0/1: the Security instance
+            return None
+        head = payload[:4 + len(msg.token)]
+        opts = payload[len(head):]
+        seg = b"".join(bytes([0x01]) + s.encode() for s in old[1:])
+        new_seg = b"".join(bytes([0x01]) + s.encode() for s in new[1:])
+        assert opts.startswith(bytes([0xB1]) + old[0].encode() + seg), opts[:8].hex()
+        return head + bytes([0xB1]) + new[0].encode() + new_seg + opts[2 + len(seg):]
+
+    out, changed = _rewrite(dgrams, change)
     assert changed == 1
     return out
 
@@ -168,19 +178,11 @@ def test_execute_arguments_that_carry_a_known_key_are_redacted():
     """Leshan's Execute of /33000/0/5 with arguments "0='ping',1", the argument changed to the
     hex text of a key the run knows."""
     dgrams = list(read_files([str(ROOT / "pcaps/leshan-nosec-operations.pcap")], CaptureStats()))
-    changed = []
-    for d in dgrams:
-        try:
-            msg = coap.parse(d.payload)
-        except Exception:                    # noqa: BLE001 - not CoAP: kept as it is
-            changed.append(d)
-            continue
-        if msg.code == 2 and msg.uri_path == ("33000", "0", "5") and msg.payload == b"0='ping',1":
-            d = d._replace(payload=d.payload[:-len(msg.payload)] + b"0='" + SECRET.hex().encode() + b"',1")
-        changed.append(d)
-    assert changed != dgrams
-    keys = KeyStore()
-    keys.psks[b"someone"] = Psk(b"someone", SECRET)
+    changed, n = _rewrite(dgrams, lambda msg, payload: payload[:-len(msg.payload)] + b"0='" + SECRET.hex().encode() + b"',1"
+                          if msg.code == 2 and msg.uri_path == ("33000", "0", "5") and msg.payload == b"0='ping',1"
+                          else None)
+    assert n >= 1
+    keys = _store(SECRET)
     docs = _run(changed, keys)
     assert SECRET.hex().encode() not in _printed(docs)
     ex = next(d for d in docs if d["event"]["action"] == "execute" and d["lwm2m"]["path"] == "/33000/0/5")
@@ -197,8 +199,7 @@ def test_a_decode_error_that_would_quote_a_known_key_does_not():
     body = b'[{"bn":"/3/0/","n":"1","vlo":"' + SECRET.hex().encode() + b'"}]'
     shown = Pipeline(PipelineConfig(keys=KeyStore()))._decoded_values(body, 110, "/3/0")
     assert shown.error is not None and SECRET.hex() in shown.error
-    keys = KeyStore()
-    keys.psks[b"someone"] = Psk(b"someone", SECRET)
+    keys = _store(SECRET)
     screened = Pipeline(PipelineConfig(keys=keys))._decoded_values(body, 110, "/3/0")
     assert screened.error is not None and SECRET.hex() not in screened.error
 
@@ -214,19 +215,16 @@ def test_a_known_key_in_a_uri_query_is_redacted_and_flagged(query, shown_as, pat
     """Leshan's `POST /bs?ep=...`, re-encoded by aiocoap with one more query option carrying
     the key (as a vendor's provisioning call might)."""
     from aiocoap import Message
-    dgrams, changed = _datagrams(), 0
-    for n, d in enumerate(dgrams):
-        try:
-            msg = coap.parse(d.payload)
-        except Exception:                    # noqa: BLE001 - not CoAP
-            continue
-        if msg.code == 2 and msg.uri_path == ("bs",):
-            got = Message.decode(d.payload)
-            m = Message(mtype=got.mtype, mid=got.mid, code=got.code, token=got.token, payload=got.payload,
-                        uri_path=got.opt.uri_path, uri_query=tuple(got.opt.uri_query) + (query,))
-            assert coap.parse(m.encode()).uri_query[:-1] == msg.uri_query
-            dgrams[n] = d._replace(payload=m.encode())
-            changed += 1
+    def add_query(msg, payload):
+        if msg.code != 2 or msg.uri_path != ("bs",):
+            return None
+        got = Message.decode(payload)
+        m = Message(mtype=got.mtype, mid=got.mid, code=got.code, token=got.token, payload=got.payload,
+                    uri_path=got.opt.uri_path, uri_query=tuple(got.opt.uri_query) + (query,))
+        assert coap.parse(m.encode()).uri_query[:-1] == msg.uri_query
+        return m.encode()
+
+    dgrams, changed = _rewrite(_datagrams(), add_query)
     assert changed >= 1                      # (a retransmission is re-encoded alike)
     docs = _run(dgrams, load_keys())
     printed = _printed(docs)
@@ -260,8 +258,7 @@ def test_a_package_uri_that_carries_a_known_key_is_not_copied_out():
     changed = [d._replace(payload=d.payload[:-len(old)] + uri) if d.payload.endswith(b"\xff" + old) else d
                for d in dgrams]
     assert changed != dgrams
-    keys = KeyStore()
-    keys.psks[b"someone"] = Psk(b"someone", SECRET)
+    keys = _store(SECRET)
     docs = _run(changed, keys)
     assert SECRET.hex().encode() not in _printed(docs)
     write = next(d for d in docs if d["event"]["action"] == "write" and d["lwm2m"]["path"] == "/5/0/1")

@@ -628,7 +628,7 @@ class Pipeline:
             entry: dict[str, Any] = {"path": v.path, "type": v.type}
             if v.name:
                 entry["name"] = v.name
-            hidden = v.secret or (not screen.empty and _carries_known_key(screen, v.raw, v.value))
+            hidden = v.secret or (not screen.empty and screen.hits_value(v.raw, v.value))
             if hidden:
                 entry["value"] = self._redact(v)
                 if v.raw is None or v.raw:                      # an empty key carries nothing
@@ -688,18 +688,6 @@ class Pipeline:
         if f.endpoint is not None:
             expected = self.keys.expected_endpoint(str(ident["value"]))
             f.matches_endpoint = f.endpoint == (expected if expected is not None else ident["value"])
-
-
-def _carries_known_key(screen: SecretScreen, raw: bytes | None, value: object) -> bool:
-    """A decoded value whose bytes (or, for text, its hex/base64 forms) hold a key the run knows."""
-    text = value if isinstance(value, str) else None
-    if raw is None:
-        if text is None:
-            return False
-        raw = text.encode("utf-8", "surrogateescape")
-    elif text is not None and text == raw.hex():         # opaque shown as hex: its bytes say it all
-        text = None
-    return screen.hits(raw, text)
 
 
 def _link_targets(body: bytes) -> list[str]:

@@ -76,6 +76,17 @@ class SecretScreen:
             return True
         return text is not None and _contains(text, self._text)
 
+    def hits_value(self, raw: bytes | None, value: object) -> bool:
+        """`hits` for a decoded value: its bytes, and for text its hex/base64 forms too."""
+        text = value if isinstance(value, str) else None
+        if raw is None:
+            if text is None:
+                return False
+            raw = text.encode("utf-8", "surrogateescape")
+        elif text is not None and text == raw.hex():     # opaque shown as hex: its bytes say it all
+            text = None
+        return self.hits(raw, text)
+
 
 def _contains(value, needles: dict) -> bool:
     """Whether any needle (grouped by length) is a substring of `value`: one set lookup per

@@ -79,8 +79,9 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
                    help="format of --out (parquet/csv through pandas)")
     add_es_options(a)
     a.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
-    a.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="analyse on N processes, sharded by client IP address (see monitor/sharding.py)")
+    a.add_argument("--workers", type=worker_count, default=1, metavar="N",
+                   help="analyse on N processes, sharded by client IP address (see monitor/sharding.py); "
+                        "'auto': one per CPU this process may run on")
     a.set_defaults(func=cmd_analyze)
     for name in () if only_analyze else ("rules_cli", "kibana_cli", "inventory_cli", "report_cli", "live_cli"):
         try:
@@ -89,6 +90,23 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
             continue
         module.add_subcommands(sub)
     return parser
+
+
+def worker_count(text: str) -> int:
+    """`--workers`: a positive count, or `auto` for the CPUs this process may use (its affinity
+    mask, which a container or `taskset` narrows, rather than the machine's count)."""
+    if text == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):          # no affinity call on this system
+            return max(1, os.cpu_count() or 1)
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of workers (a positive integer or 'auto')")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: at least one worker is needed")
+    return n
 
 
 def add_es_options(p: argparse.ArgumentParser) -> None:

@@ -124,6 +124,28 @@ def test_ndjson_file_with_shared_evidence_lines_is_the_documents_encoded(generat
     assert sum(d["event"]["kind"] == "alert" and d["rule"].get("folded", False) for d in listed.docs) > 100
 
 
+def test_workers_auto_is_one_per_usable_cpu(generated, tmp_path, monkeypatch):
+    """`--workers auto` counts the CPUs this process may run on (its affinity mask), and runs
+    exactly as that explicit count does."""
+    from monitor.cli import worker_count
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert worker_count("auto") == 3
+    outs = []
+    for workers in ("auto", "3"):
+        out = tmp_path / f"w{workers}.ndjson"
+        assert main(["analyze", generated, "--out", str(out), "-q", "--workers", workers]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", ""])
+def test_workers_must_be_a_positive_count_or_auto(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", "pcaps/leshan-nosec-operations.pcap", "--workers", bad])
+    assert exc.value.code == 2
+    assert "--workers" in capsys.readouterr().err
+
+
 def test_cli_summary_with_workers(generated, capsys, tmp_path):
     out = str(tmp_path / "s.ndjson")
     assert main(["analyze", generated, "--out", out, "--workers", "2"]) == 0

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .capture import CaptureStats, read_files
+from .capture import STDIN, CaptureStats, read_files
 from .datagram import Datagram
 from .keys import parse_keylog
 from .pipeline import Pipeline, PipelineConfig
@@ -126,7 +126,9 @@ class TerminalProgress:
     """A one-line progress bar on stderr, only when it is a terminal."""
 
     def __init__(self, paths: list[str]):
-        self.total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) or 1
+        # standard input has no size to measure against: packets are counted without a bar
+        self.total: int | None = (None if STDIN in paths
+                                  else sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) or 1)
         self.enabled = sys.stderr.isatty()
         self.last = 0.0
 
@@ -137,6 +139,10 @@ class TerminalProgress:
         if now - self.last < 0.2:
             return
         self.last = now
+        if self.total is None:
+            sys.stderr.write(f"\r{packets:,} packets, {nbytes / 1e6:,.1f} MB read")
+            sys.stderr.flush()
+            return
         frac = min(1.0, nbytes / self.total)
         bar = "#" * int(frac * 30)
         sys.stderr.write(f"\r[{bar:<30}] {frac * 100:5.1f}%  {packets:,} packets")

@@ -3,11 +3,13 @@
 Several files are one stream of time: their datagrams are merged by timestamp (stable for
 equal timestamps: earlier files first, file order kept). A damaged file is read up to the
 damage, one line saying where goes to `stats.errors`, and the other files carry on. A file
-that cannot be opened at all raises `CaptureError` before anything is read.
+that cannot be opened at all raises `CaptureError` before anything is read. The path `-` is
+standard input (`tcpdump -w - | lwm2m-monitor analyze -`), named `stdin` in documents and messages.
 """
 from __future__ import annotations
 
 import heapq
+import sys
 import zlib
 from ipaddress import ip_address
 from operator import attrgetter
@@ -24,6 +26,13 @@ from .shard_key import ShardFilter, udp_shard
 
 CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
+STDIN = "-"
+STDIN_NAME = "stdin"
+
+
+def capture_name(path: str) -> str:
+    """How a capture path is named in documents (`file.path`) and messages."""
+    return STDIN_NAME if path == STDIN else path
 
 
 class CaptureError(Exception):
@@ -93,15 +102,37 @@ def read_files(paths: list[str], stats: CaptureStats, on_secrets: SecretsSink | 
         for f, _ in opened:
             f.close()
         raise
-    iters = [_datagrams(p, f, gz, stats, on_secrets, names, fast, keep)
+    iters = [_datagrams(capture_name(p), f, gz, stats, on_secrets, names, fast, keep)
              for p, (f, gz) in zip(paths, opened)]
     if len(iters) == 1:
         return iters[0]
     return heapq.merge(*iters, key=attrgetter("ts_ns"))
 
 
+class _Stdin:
+    """Standard input as a capture file. Reads return what has arrived (a pipe from a running
+    tcpdump gives packets as they come, not once a whole chunk is full); the bytes the gzip
+    check took come back first. Closing it leaves the process's standard input open."""
+
+    def __init__(self, stream, head: bytes) -> None:
+        self._stream, self._head = stream, head
+
+    def read(self, n: int = -1) -> bytes:
+        head, self._head = self._head, b""
+        return head + self._stream.read1(n if n > 0 else CHUNK)
+
+    def close(self) -> None:
+        pass
+
+
 def _open(path: str) -> tuple[BinaryIO, bool]:
     """The opened file and whether it is gzip-compressed (by content, not by name)."""
+    if path == STDIN:
+        try:
+            head = sys.stdin.buffer.read(2)
+        except (AttributeError, OSError, ValueError) as e:   # no standard input, or it is closed
+            raise CaptureError(f"{STDIN_NAME}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+        return cast(BinaryIO, _Stdin(sys.stdin.buffer, head)), head == _GZIP_MAGIC
     try:
         f = open(path, "rb")
     except OSError as e:

@@ -71,7 +71,7 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
                        description="Decode pcap/pcapng files (several files are one stream of time) into "
                                    "ECS documents: LwM2M operations, DTLS handshakes, OSCORE contexts, alerts.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files (.gz accepted)")
+    a.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files (.gz accepted); - reads one from standard input")
     add_pipeline_options(a)
     a.add_argument("--out", metavar="PATH",
                    help="NDJSON output file (default: ./<first capture name>.events.ndjson)")
@@ -92,14 +92,13 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+AUTO_WORKERS = 0
+
+
 def worker_count(text: str) -> int:
-    """`--workers`: a positive count, or `auto` for the CPUs this process may use (its affinity
-    mask, which a container or `taskset` narrows, rather than the machine's count)."""
+    """`--workers`: a positive count, or `auto` (AUTO_WORKERS, resolved by `usable_cpus`)."""
     if text == "auto":
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except (AttributeError, OSError):          # no affinity call on this system
-            return max(1, os.cpu_count() or 1)
+        return AUTO_WORKERS
     try:
         n = int(text)
     except ValueError:
@@ -107,6 +106,15 @@ def worker_count(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n}: at least one worker is needed")
     return n
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, which a container or `taskset`
+    narrows, rather than the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):              # no affinity call on this system
+        return max(1, os.cpu_count() or 1)
 
 
 def add_es_options(p: argparse.ArgumentParser) -> None:
@@ -187,11 +195,22 @@ def open_sinks(args, default_out: str):
 
 def cmd_analyze(args) -> int:
     from .analyze import TerminalProgress, WorkerError, analyze_files
-    from .capture import CaptureError
+    from .capture import STDIN, CaptureError, capture_name
     from .gc_tuning import favour_throughput, settle_startup
     from .summary import print_summary
     favour_throughput()
+    if args.pcaps.count(STDIN) > 1:
+        return fail(EXIT_USAGE, "standard input (-) can be read only once")
+    workers = args.workers
+    if STDIN in args.pcaps:
+        if workers > 1:          # every worker reads the whole capture: a pipe is read once
+            return fail(EXIT_USAGE, "--workers needs capture files: standard input (-) is read by one process")
+        workers = 1
+    elif workers == AUTO_WORKERS:
+        workers = usable_cpus()
     for path in args.pcaps:
+        if path == STDIN:
+            continue
         if not os.path.isfile(path):
             return fail(EXIT_INPUT, f"{path}: no such capture file")
         if not os.access(path, os.R_OK):
@@ -200,7 +219,7 @@ def cmd_analyze(args) -> int:
         config = build_config(args)
     except config_errors() as exc:
         return fail(EXIT_CONFIG, str(exc))
-    stem = os.path.basename(args.pcaps[0]).split(".")[0] or "capture"
+    stem = os.path.basename(capture_name(args.pcaps[0])).split(".")[0] or "capture"
     ext = {"ndjson": "events.ndjson", "parquet": "events.parquet", "csv": "events.csv"}[args.format]
     try:
         sinks, out = open_sinks(args, f"{stem}.{ext}")
@@ -211,9 +230,9 @@ def cmd_analyze(args) -> int:
     progress = TerminalProgress(args.pcaps)
     settle_startup()
     try:
-        if args.workers > 1:
+        if workers > 1:
             from .sharding import analyze_sharded
-            result = analyze_sharded(args.pcaps, config, args.workers, sinks, progress=progress)
+            result = analyze_sharded(args.pcaps, config, workers, sinks, progress=progress)
         else:
             result = analyze_files(args.pcaps, config, sinks, progress=progress)
     except CaptureError as exc:

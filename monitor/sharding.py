@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from .analyze import AnalysisResult, WorkerError, drive, share_evidence_lines
-from .capture import CaptureError, CaptureStats, read_files
+from .capture import STDIN, CaptureError, CaptureStats, read_files
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
 from .shard_key import LWM2M_SERVER_PORTS, ShardFilter, shard_address, shard_of  # noqa: F401  (re-exported)
 from .sinks import NdjsonSink
@@ -86,6 +86,8 @@ def analyze_sharded(paths: list[str], config: PipelineConfig, workers: int, sink
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
+    if STDIN in paths:
+        raise ValueError("sharded analysis reads each capture once per worker: not standard input")
     sinks = list(sinks)
     started = time.perf_counter()
     for p in paths:                      # fail before forking, with the single-process message

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .capture import STDIN, CaptureStats, read_files
+from .capture import STDIN, CaptureStats, InputStop, read_files
 from .datagram import Datagram
 from .keys import parse_keylog
 from .pipeline import Pipeline, PipelineConfig
@@ -30,8 +30,10 @@ class AnalysisResult:
 
 
 def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = (),
-                  progress: Callable[[int, int], None] | None = None) -> AnalysisResult:
-    """Run every capture through one pipeline; documents go to every sink in batches."""
+                  progress: Callable[[int, int], None] | None = None,
+                  stop: InputStop | None = None) -> AnalysisResult:
+    """Run every capture through one pipeline; documents go to every sink in batches. With
+    `stop`, a request ends the input early; the run then finishes as at the captures' end."""
     sinks = list(sinks)
     cstats = CaptureStats()
     pipeline = Pipeline(config)
@@ -46,7 +48,7 @@ def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = ()
             for random, secret in parse_keylog(data.decode("ascii", "replace")).items():
                 keylog.setdefault(random, secret)
 
-    datagrams = read_files(paths, cstats, on_secrets)   # raises CaptureError for a missing file
+    datagrams = read_files(paths, cstats, on_secrets, stop=stop)   # raises CaptureError for a missing file
     share_evidence_lines(config, sinks)
     result.documents = drive(datagrams, pipeline, lambda batch: _write(sinks, batch), cstats, progress)
     result.errors = list(cstats.errors)

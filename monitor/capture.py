@@ -39,6 +39,27 @@ class CaptureError(Exception):
     """A capture file cannot be read at all (missing, unreadable, not a file)."""
 
 
+class InputStopped(Exception):
+    """Raised by `InputStop.request` while a read is waiting (a pipe with nothing to give)."""
+
+
+class InputStop:
+    """Ctrl-C or SIGTERM ending the input of an offline run: the capture ends there, at a chunk
+    boundary, as if the file ended, so what was read still goes through the pipeline and its
+    close. A stop during a read that waits (standard input) interrupts that read; otherwise the
+    reader sees the request before its next chunk (within about a megabyte of packets).
+    `request` is what the signal handler calls; it never raises in the middle of the pipeline."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.reading = False
+
+    def request(self) -> None:
+        self.requested = True
+        if self.reading:
+            raise InputStopped()
+
+
 @dataclass(slots=True)
 class CaptureStats:
     files: int = 0
@@ -56,6 +77,7 @@ class CaptureStats:
     fragment_unfinished: int = 0    # datagrams still missing fragments when their file ended
     file_bytes: int = 0             # bytes read from disk (compressed size for gzip): progress
     errors: list[str] = field(default_factory=list)
+    interrupted: bool = False       # an InputStop ended the input before the captures did
 
 
 class AddressText:
@@ -83,9 +105,10 @@ UdpFilter = Callable[[bytes, int, bytes, int], bool]
 
 
 def read_files(paths: list[str], stats: CaptureStats, on_secrets: SecretsSink | None = None,
-               shard: tuple[int, int] = (0, 1)) -> Iterator[Datagram]:
+               shard: tuple[int, int] = (0, 1), stop: InputStop | None = None) -> Iterator[Datagram]:
     """The UDP datagrams of all `paths`, merged in time order; with `shard` (index, workers),
-    only those of the clients of that shard (`monitor.shard_key`).
+    only those of the clients of that shard (`monitor.shard_key`); with `stop`, until it is
+    requested (then `stats.interrupted`).
 
     Every file is opened now, so a missing one raises `CaptureError` before any output.
     """
@@ -102,7 +125,7 @@ def read_files(paths: list[str], stats: CaptureStats, on_secrets: SecretsSink | 
         for f, _ in opened:
             f.close()
         raise
-    iters = [_datagrams(capture_name(p), f, gz, stats, on_secrets, names, fast, keep)
+    iters = [_datagrams(capture_name(p), f, gz, stats, on_secrets, names, fast, keep, stop)
              for p, (f, gz) in zip(paths, opened)]
     if len(iters) == 1:
         return iters[0]
@@ -150,20 +173,37 @@ class _CompressedDamage(Exception):
     pass
 
 
-def _chunks(f: BinaryIO, gz: bool, stats: CaptureStats) -> Iterator[bytes]:
+def _read(f: BinaryIO, stats: CaptureStats, stop: InputStop | None) -> bytes:
+    """One chunk of the file; b"" at its end, or once `stop` is requested."""
+    if stop is None:
+        return f.read(CHUNK)
+    if stop.requested:
+        stats.interrupted = True
+        return b""
+    stop.reading = True
+    try:
+        return f.read(CHUNK)
+    except InputStopped:
+        stats.interrupted = True
+        return b""
+    finally:
+        stop.reading = False
+
+
+def _chunks(f: BinaryIO, gz: bool, stats: CaptureStats, stop: InputStop | None = None) -> Iterator[bytes]:
     """The file's bytes in large chunks, decompressed as they come.
 
     Decompressing ourselves (not GzipFile) hands over every byte before a damaged or cut
     gzip stream, and bounds each output chunk (a small bomb cannot fill memory at once).
     """
     if not gz:
-        while chunk := f.read(CHUNK):
+        while chunk := _read(f, stats, stop):
             stats.file_bytes += len(chunk)
             yield chunk
         return
     d = zlib.decompressobj(31)
     fed = False                        # has the current gzip member received bytes?
-    while raw := f.read(CHUNK):
+    while raw := _read(f, stats, stop):
         stats.file_bytes += len(raw)
         while raw:
             fed = True
@@ -179,7 +219,7 @@ def _chunks(f: BinaryIO, gz: bool, stats: CaptureStats) -> Iterator[bytes]:
                 raw, d, fed = d.unused_data, zlib.decompressobj(31), False
             else:
                 raw = d.unconsumed_tail
-    if fed:
+    if fed and not stats.interrupted:
         raise _CompressedDamage("compressed data ends early")
 
 
@@ -198,12 +238,12 @@ def _salvage(d, raw: bytes) -> Iterator[bytes]:
 
 def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                on_secrets: SecretsSink | None, names: AddressText, fast: UdpShard,
-               keep: UdpFilter | None = None) -> Iterator[Datagram]:
+               keep: UdpFilter | None = None, stop: InputStop | None = None) -> Iterator[Datagram]:
     stats.files += 1
     reader = Reader()
     reasm = Reassembler()
     frame = frames = nbytes = 0
-    chunks = _chunks(f, gz, stats)
+    chunks = _chunks(f, gz, stats, stop)
     text = names.cache.get
     name = names.text
     try:
@@ -212,6 +252,8 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                 chunk = next(chunks, b"")
                 if chunk:
                     records = reader.feed_udp(chunk, fast)
+                elif stats.interrupted:         # stopped: a record cut by the stop is no damage
+                    records = []
                 else:
                     reader.close()              # raises on a truncated end
                     records = []

@@ -7,19 +7,25 @@ Exit codes (also in --help):
   3  a capture file is missing or unreadable
   4  the keys, config, rules or objects input is invalid
   5  the output cannot be written
+  6  an analysis worker failed (--workers), the output is incomplete
+  130  interrupted (Ctrl-C, SIGTERM); one process stops reading, analyses and writes what it read
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 
 EXIT_OK, EXIT_DAMAGED, EXIT_USAGE, EXIT_INPUT, EXIT_CONFIG, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
 EXIT_WORKER = 6
+EXIT_INTERRUPTED = 130
 
 EPILOG = """exit codes: 0 success; 1 finished but a capture was damaged (read up to the damage);
 2 usage error; 3 capture missing or unreadable; 4 invalid keys/config/rules/objects; 5 output not writable;
-6 an analysis worker failed (--workers: killed, out of memory), the output is incomplete"""
+6 an analysis worker failed (--workers: killed, out of memory), the output is incomplete;
+130 interrupted (Ctrl-C, SIGTERM): one process ends its input there and writes what it read"""
 
 
 def run() -> None:
@@ -234,7 +240,8 @@ def cmd_analyze(args) -> int:
             from .sharding import analyze_sharded
             result = analyze_sharded(args.pcaps, config, workers, sinks, progress=progress)
         else:
-            result = analyze_files(args.pcaps, config, sinks, progress=progress)
+            with stop_on_signals() as stop:
+                result = analyze_files(args.pcaps, config, sinks, progress=progress, stop=stop)
     except CaptureError as exc:
         return fail(EXIT_INPUT, str(exc))
     except WorkerError as exc:
@@ -246,7 +253,35 @@ def cmd_analyze(args) -> int:
         print_summary(result, out, reports)
     for err in result.errors:
         print(f"lwm2m-monitor: warning: {err}", file=sys.stderr)
+    if result.capture.interrupted:
+        print(f"lwm2m-monitor: interrupted: the input ended after {result.capture.frames:,} packets; "
+              "everything read was analysed and written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_DAMAGED if result.errors else EXIT_OK
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Ctrl-C or SIGTERM during a one-process `analyze` ends its input (`capture.InputStop`):
+    what was read goes through the pipeline, pending exchanges and folded alerts included, is
+    written, and the run exits 130 (the way to end `tcpdump -w - | lwm2m-monitor analyze -`).
+    A second signal aborts as before."""
+    from .capture import InputStop
+    stop = InputStop()
+
+    def handler(signum, frame):
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        stop.request()
+    try:
+        saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:                   # not the main thread (an embedding): no handlers
+        yield None
+        return
+    try:
+        yield stop
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
 
 
 if __name__ == "__main__":

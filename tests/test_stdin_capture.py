@@ -134,3 +134,102 @@ def test_workers_auto_reads_standard_input_in_one_process(tmp_path):
     one = analyze(["-", "--out", str(tmp_path / "one.ndjson"), "-q"], str(tmp_path), data)
     assert auto.returncode == one.returncode == 0
     assert (tmp_path / "auto.ndjson").read_bytes() == (tmp_path / "one.ndjson").read_bytes()
+
+
+# --- Ctrl-C / SIGTERM end the input; what was read is analysed and written ---------------
+
+def _interrupted_pipe_run(tmp_path, data: bytes, sig: int, name: str) -> subprocess.CompletedProcess:
+    """The capture's bytes on a pipe kept open (a tcpdump still running), then `sig`."""
+    import signal
+    import time
+    out = tmp_path / f"{name}.ndjson"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "analyze", "-", "--out", str(out)],
+                            cwd=str(tmp_path), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(data)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _unread(proc.stdin) > 0:   # until it took every byte
+        time.sleep(0.05)
+    time.sleep(0.5)                      # and is waiting for more
+    proc.send_signal(sig)
+    proc.wait(timeout=60)                # with the pipe still open: no end of input but the signal
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.stdin.close()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _unread(pipe) -> int:
+    """Bytes written to the pipe that its reader has not taken yet (FIONREAD)."""
+    import array
+    import fcntl
+    import termios
+    n = array.array("i", [0])
+    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, n, True)
+    return n[0]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_ends_piped_input_and_everything_read_is_written(signame, tmp_path):
+    """`tcpdump -w - | lwm2m-monitor analyze -` is ended by Ctrl-C: the output is exactly what
+    the same bytes give when the pipe closes (what the pipeline's close emits included),
+    the summary is printed, and the exit code says it was interrupted."""
+    import signal
+    with open(LESHAN, "rb") as f:
+        data = f.read()
+    closed = analyze(["-", "--out", str(tmp_path / "closed.ndjson"), "-q"], str(tmp_path), data)
+    assert closed.returncode == 0
+    run = _interrupted_pipe_run(tmp_path, data, getattr(signal, signame), "stopped")
+    assert run.returncode == 130, run.stderr
+    assert b"interrupted: the input ended after 100 packets" in run.stderr
+    assert b"Traceback" not in run.stderr
+    assert b"documents 47" in run.stdout
+    assert (tmp_path / "stopped.ndjson").read_bytes() == (tmp_path / "closed.ndjson").read_bytes()
+    assert any(json.loads(line).get("rule", {}).get("folded")
+               for line in (tmp_path / "stopped.ndjson").read_bytes().splitlines()), \
+        "the folded alert the rule engine held (nosec-transport, 42 repeats) was written at the stop"
+
+
+def test_a_stop_during_a_file_run_ends_the_input_at_a_chunk_and_closes_the_pipeline(tmp_path):
+    """In a file run the reader sees the stop before its next chunk: the documents are those of
+    the capture cut after the first chunk's whole records, pipeline close included."""
+    from monitor.analyze import ListSink, analyze_files
+    from monitor.capture import CHUNK, InputStop
+    from monitor.cli import build_config
+    from parsers.pcapfile import Packet, Reader
+    import argparse
+    capture = tmp_path / "gen.pcap"
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_lwm2m_traffic.py"), str(capture),
+                    "--packets", "30000", "--clients", "300"], check=True, capture_output=True)
+    data = capture.read_bytes()
+    assert len(data) > 2 * CHUNK
+
+    def config():
+        return build_config(argparse.Namespace(keys=None, objects=None, rules=[], config=None,
+                                               no_rules=False, psk_wordlist=None))
+    stop = InputStop()
+
+    class StopAtFirstWrite:
+        def __init__(self):
+            self.docs = []
+
+        def write(self, docs):
+            stop.request()               # not reading now: must not raise here
+            self.docs.extend(docs)
+
+        def close(self):
+            return None
+    stopped = StopAtFirstWrite()
+    res = analyze_files([str(capture)], config(), [stopped], stop=stop)
+    assert res.capture.interrupted and not res.errors
+    # the same capture cut after the last whole record of the first chunk
+    reader = Reader()
+    whole = sum(1 for r in reader.feed(data[:CHUNK]) if type(r) is Packet)
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:reader.offset])
+    expected = ListSink()
+    ref = analyze_files([str(cut)], config(), [expected])
+    assert res.capture.frames == ref.capture.frames == whole
+    assert 0 < len(stopped.docs) == len(expected.docs)
+    assert without_file_path(stopped.docs) == without_file_path(expected.docs)

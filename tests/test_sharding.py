@@ -127,9 +127,9 @@ def test_ndjson_file_with_shared_evidence_lines_is_the_documents_encoded(generat
 def test_workers_auto_is_one_per_usable_cpu(generated, tmp_path, monkeypatch):
     """`--workers auto` counts the CPUs this process may run on (its affinity mask), and runs
     exactly as that explicit count does."""
-    from monitor.cli import worker_count
+    from monitor.cli import usable_cpus
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
-    assert worker_count("auto") == 3
+    assert usable_cpus() == 3
     outs = []
     for workers in ("auto", "3"):
         out = tmp_path / f"w{workers}.ndjson"

@@ -249,8 +249,8 @@ def cmd_analyze(args) -> int:
     finally:
         progress.done()
         reports = [s.close() for s in sinks]
-    if not args.quiet:
-        print_summary(result, out, reports)
+    if not args.quiet:      # beside the documents when they go to standard output
+        print_summary(result, out, reports, file=sys.stderr if out == "-" else None)
     for err in result.errors:
         print(f"lwm2m-monitor: warning: {err}", file=sys.stderr)
     if result.capture.interrupted:

@@ -1,10 +1,15 @@
 """The readable summary `analyze` prints: per endpoint, then totals."""
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from functools import partial
 
 
-def print_summary(result, out_path: str, reports=()) -> None:
+def print_summary(result, out_path: str, reports=(), file=None) -> None:
+    """To standard output, or to `file` (standard error when the documents go to stdout, so
+    `--out - | jq` reads documents only)."""
+    say = partial(print, file=file or sys.stdout)
     p = result.pipeline
     s, c = p.stats, result.capture
     rows = []
@@ -15,25 +20,25 @@ def print_summary(result, out_path: str, reports=()) -> None:
         rows.append((ep, sum(ops.values()), counts.get("_errors", 0), "+".join(security) or "-", top))
     if rows:
         w = max(len(r[0]) for r in rows)
-        print(f"{'endpoint':<{w}}  {'ops':>6}  {'errors':>6}  {'security':<12}  operations")
+        say(f"{'endpoint':<{w}}  {'ops':>6}  {'errors':>6}  {'security':<12}  operations")
         for ep, n, errors, security, top in rows:
-            print(f"{ep:<{w}}  {n:>6}  {errors:>6}  {security:<12}  {top}")
-        print()
+            say(f"{ep:<{w}}  {n:>6}  {errors:>6}  {security:<12}  {top}")
+        say()
     errors = sum(s.decode_errors.values())
-    print(f"packets {c.frames:,}  udp datagrams {s.datagrams:,}  dtls datagrams {s.dtls_datagrams:,}  "
+    say(f"packets {c.frames:,}  udp datagrams {s.datagrams:,}  dtls datagrams {s.dtls_datagrams:,}  "
           f"coap messages {s.coap_messages:,}  exchanges {s.operations + s.coap_exchanges:,} "
           f"(lwm2m {s.operations:,})  decode errors {errors:,}")
     if errors:
-        print("decode errors: " + ", ".join(f"{k} {v}" for k, v in sorted(s.decode_errors.items())))
+        say("decode errors: " + ", ".join(f"{k} {v}" for k, v in sorted(s.decode_errors.items())))
     dt = p.dtls.stats if hasattr(p.dtls, "stats") else {}
     if s.dtls_datagrams:
-        print("dtls: " + ", ".join(f"{k} {v}" for k, v in sorted(dt.items()) if v))
+        say("dtls: " + ", ".join(f"{k} {v}" for k, v in sorted(dt.items()) if v))
     if s.oscore_messages:
-        print(f"oscore messages {s.oscore_messages:,}  not decrypted {s.oscore_undecrypted:,}")
+        say(f"oscore messages {s.oscore_messages:,}  not decrypted {s.oscore_undecrypted:,}")
     if s.harvested_psks or s.harvested_oscore:
-        print(f"keys harvested from cleartext bootstrap: {s.harvested_psks} PSK, {s.harvested_oscore} OSCORE")
-    print(f"documents {result.documents:,}  alerts {s.alerts:,}  in {result.seconds:.2f}s")
-    print(f"events written to {out_path}")
+        say(f"keys harvested from cleartext bootstrap: {s.harvested_psks} PSK, {s.harvested_oscore} OSCORE")
+    say(f"documents {result.documents:,}  alerts {s.alerts:,}  in {result.seconds:.2f}s")
+    say(f"events written to {'standard output' if out_path == '-' else out_path}")
     for rep in reports:
         if rep is not None and getattr(rep, "summary", None):
-            print(rep.summary())
+            say(rep.summary())

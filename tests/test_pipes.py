@@ -1,5 +1,6 @@
-"""`lwm2m-monitor analyze -`: a capture read from standard input (`tcpdump -w - | ...`,
-`zcat big.pcap.gz | ...`) gives the documents the same capture gives as a file, named `stdin`.
+"""`lwm2m-monitor analyze` in pipes: a capture read from standard input (`tcpdump -w - | ...`,
+`zcat big.pcap.gz | ...`) gives the documents the same capture gives as a file, named `stdin`;
+a signal ends that input cleanly; `--out -` writes documents only to standard output.
 
 Run through the real command line in a subprocess, with the capture on a pipe (no seeking, no
 size), on captures made by real peers: a Leshan plain capture, an mbed TLS DTLS session decrypted
@@ -233,3 +234,14 @@ def test_a_stop_during_a_file_run_ends_the_input_at_a_chunk_and_closes_the_pipel
     assert res.capture.frames == ref.capture.frames == whole
     assert 0 < len(stopped.docs) == len(expected.docs)
     assert without_file_path(stopped.docs) == without_file_path(expected.docs)
+
+
+def test_documents_to_standard_output_and_the_summary_beside_them(tmp_path):
+    """`--out - | jq`: standard output carries the documents only, the summary goes to stderr."""
+    run = analyze([LESHAN, "--out", "-"], str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    docs = [json.loads(line) for line in lines]
+    assert len(docs) == 47 and all("event" in d for d in docs)
+    assert b"documents 47" in run.stderr and b"events written to standard output" in run.stderr
+    assert b"packets" not in run.stdout

@@ -80,11 +80,11 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
     a.add_argument("pcaps", nargs="+", metavar="PCAP", help="pcap or pcapng files (.gz accepted); - reads one from standard input")
     add_pipeline_options(a)
     a.add_argument("--out", metavar="PATH",
-                   help="NDJSON output file (default: ./<first capture name>.events.ndjson)")
+                   help="NDJSON output file, - for standard output (default: ./<first capture name>.events.ndjson)")
     a.add_argument("--format", choices=["ndjson", "parquet", "csv"], default="ndjson",
                    help="format of --out (parquet/csv through pandas)")
     add_es_options(a)
-    a.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
+    a.add_argument("-q", "--quiet", action="store_true", help="no summary (on stdout; on stderr with --out -)")
     a.add_argument("--workers", type=worker_count, default=1, metavar="N",
                    help="analyse on N processes, sharded by client IP address (see monitor/sharding.py); "
                         "'auto': one per CPU this process may run on")

@@ -6,10 +6,12 @@ the Elasticsearch sink is monitor/es_sink.py.
 """
 from __future__ import annotations
 
+import io
 import json
 
 import orjson
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -278,6 +280,16 @@ class TableSink:
 
     def close(self) -> SinkReport:
         df = self.frame()
+        if self.path == "-":                 # standard output: `--format csv --out - | ...`
+            if self.format == "parquet":     # built whole first: the writer seeks, a pipe cannot
+                buf = io.BytesIO()
+                df.to_parquet(buf, index=False)
+                sys.stdout.buffer.write(buf.getvalue())
+                sys.stdout.buffer.flush()
+            else:
+                sys.stdout.write(df.to_csv(index=False, lineterminator="\n"))
+                sys.stdout.flush()
+            return SinkReport(self.format, sent=len(df), files=())
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         if self.format == "parquet":

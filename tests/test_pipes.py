@@ -245,3 +245,20 @@ def test_documents_to_standard_output_and_the_summary_beside_them(tmp_path):
     assert len(docs) == 47 and all("event" in d for d in docs)
     assert b"documents 47" in run.stderr and b"events written to standard output" in run.stderr
     assert b"packets" not in run.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_table_formats_to_standard_output_read_back_as_the_file_does(fmt, tmp_path):
+    import io
+
+    import pandas as pd
+    piped = analyze([LESHAN, "--format", fmt, "--out", "-"], str(tmp_path))
+    assert piped.returncode == 0, piped.stderr
+    assert b"events written to standard output" in piped.stderr
+    filed = analyze([LESHAN, "--format", fmt, "--out", str(tmp_path / f"t.{fmt}"), "-q"], str(tmp_path))
+    assert filed.returncode == 0
+    assert not (tmp_path / "-").exists()
+    read = pd.read_parquet if fmt == "parquet" else pd.read_csv
+    from_pipe, from_file = read(io.BytesIO(piped.stdout)), read(str(tmp_path / f"t.{fmt}"))
+    assert len(from_pipe) == 47
+    pd.testing.assert_frame_equal(from_pipe, from_file)

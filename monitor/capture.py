@@ -173,19 +173,21 @@ class _CompressedDamage(Exception):
     pass
 
 
-def _read(f: BinaryIO, stats: CaptureStats, stop: InputStop | None) -> bytes:
-    """One chunk of the file; b"" at its end, or once `stop` is requested."""
+class _Stopped(Exception):
+    """This file's input ends here: its InputStop was requested."""
+
+
+def _read(f: BinaryIO, stop: InputStop | None) -> bytes:
+    """One chunk of the file (b"" at its end); raises `_Stopped` once `stop` is requested."""
     if stop is None:
         return f.read(CHUNK)
     if stop.requested:
-        stats.interrupted = True
-        return b""
+        raise _Stopped()
     stop.reading = True
     try:
         return f.read(CHUNK)
     except InputStopped:
-        stats.interrupted = True
-        return b""
+        raise _Stopped() from None
     finally:
         stop.reading = False
 
@@ -197,13 +199,13 @@ def _chunks(f: BinaryIO, gz: bool, stats: CaptureStats, stop: InputStop | None =
     gzip stream, and bounds each output chunk (a small bomb cannot fill memory at once).
     """
     if not gz:
-        while chunk := _read(f, stats, stop):
+        while chunk := _read(f, stop):
             stats.file_bytes += len(chunk)
             yield chunk
         return
     d = zlib.decompressobj(31)
     fed = False                        # has the current gzip member received bytes?
-    while raw := _read(f, stats, stop):
+    while raw := _read(f, stop):
         stats.file_bytes += len(raw)
         while raw:
             fed = True
@@ -219,7 +221,7 @@ def _chunks(f: BinaryIO, gz: bool, stats: CaptureStats, stop: InputStop | None =
                 raw, d, fed = d.unused_data, zlib.decompressobj(31), False
             else:
                 raw = d.unconsumed_tail
-    if fed and not stats.interrupted:
+    if fed:
         raise _CompressedDamage("compressed data ends early")
 
 
@@ -252,11 +254,12 @@ def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
                 chunk = next(chunks, b"")
                 if chunk:
                     records = reader.feed_udp(chunk, fast)
-                elif stats.interrupted:         # stopped: a record cut by the stop is no damage
-                    records = []
                 else:
                     reader.close()              # raises on a truncated end
                     records = []
+            except _Stopped:                    # a record cut by the stop is no damage
+                stats.interrupted = True
+                return
             except ParseError as e:
                 stats.errors.append(_damage(path, str(e), frame))
                 return

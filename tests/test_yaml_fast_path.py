@@ -86,6 +86,26 @@ def line(draw) -> str:
                                  "\ufeffpsk:", "key: 'it''s'", 'key: "a\\x41"', "k: v # c: d"]))
 
 
+def document(lines: list[str], ending: str) -> str:
+    return ending.join(lines) + ending
+
+
+def pyyaml(text: str):
+    try:
+        return ("ok", safe_load(text))
+    except Exception as exc:              # noqa: BLE001 - any refusal counts as one
+        return ("error", type(exc).__name__)
+
+
+def assert_accepted_means_the_same(text: str) -> None:
+    """If the fast path takes `text`, PyYAML loads it, into the same document."""
+    try:
+        fast = load_plain_blocks(text)
+    except NotPlain:
+        return
+    assert pyyaml(text) == ("ok", fast), text
+
+
 @st.composite
 def shaped(draw) -> list[str]:
     """A document of the accepted shape (scalars, lists of flat mappings, flat mappings at
@@ -122,34 +142,13 @@ def shaped(draw) -> list[str]:
 @settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shaped(), st.sampled_from(["\n", "\r\n"]))
 def test_shaped_documents_the_fast_path_accepts_load_the_same(lines, ending):
-    text = document(lines, ending)
-    try:
-        fast = load_plain_blocks(text)
-    except NotPlain:
-        return
-    assert pyyaml(text) == ("ok", fast), text
-
-
-def document(lines: list[str], ending: str) -> str:
-    return ending.join(lines) + ending
-
-
-def pyyaml(text: str):
-    try:
-        return ("ok", safe_load(text))
-    except Exception as exc:              # noqa: BLE001 - any refusal counts as one
-        return ("error", type(exc).__name__)
+    assert_accepted_means_the_same(document(lines, ending))
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(line(), min_size=1, max_size=14), st.sampled_from(["\n", "\r\n", "\r"]))
 def test_what_the_fast_path_accepts_pyyaml_loads_the_same(lines, ending):
-    text = document(lines, ending)
-    try:
-        fast = load_plain_blocks(text)
-    except NotPlain:
-        return
-    assert pyyaml(text) == ("ok", fast), text
+    assert_accepted_means_the_same(document(lines, ending))
 
 
 @settings(max_examples=1500, deadline=None)
@@ -159,12 +158,7 @@ def test_what_the_fast_path_accepts_pyyaml_loads_the_same(lines, ending):
 def test_psk_lists_like_users_write_them(entries, indent):
     """Mostly valid keys files (the shape the fast path exists for), with every kind of value."""
     pad = " " * indent
-    text = "psk:\n" + "".join(f"{pad}{k}: {v}\n" for k, v in entries)
-    try:
-        fast = load_plain_blocks(text)
-    except NotPlain:
-        return
-    assert pyyaml(text) == ("ok", fast), text
+    assert_accepted_means_the_same("psk:\n" + "".join(f"{pad}{k}: {v}\n" for k, v in entries))
 
 
 def test_the_fast_path_is_taken_for_plain_fleet_files():

@@ -19,7 +19,7 @@ def add_subcommands(sub) -> None:
     add_input_argument(p)
     add_pipeline_options(p)
     p.add_argument("-o", "--output", metavar="FILE.html",
-                   help="report file (default: ./<first input name>.report.html)")
+                   help="report file, - for standard output (default: ./<first input name>.report.html)")
     p.add_argument("--title", default="LwM2M traffic report", help="page title")
     p.set_defaults(func=cmd_report)
 
@@ -32,11 +32,16 @@ def cmd_report(args) -> int:
     out = args.output or (os.path.basename(args.inputs[0]).split(".")[0] or "lwm2m") + ".report.html"
     page = render(loaded.docs, sources=[os.path.basename(p) for p in args.inputs], title=args.title)
     try:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(page)
+        if out == "-":                       # `report ... -o - > page.html`, or to a web server's pipe
+            sys.stdout.write(page)
+            sys.stdout.flush()
+        else:
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(page)
     except OSError as exc:
         return fail(EXIT_OUTPUT, f"{out}: cannot write output ({exc.strerror})")
-    print(f"report: {out} ({len(loaded.docs)} documents)")
+    print(f"report: {'standard output' if out == '-' else out} ({len(loaded.docs)} documents)",
+          file=sys.stderr if out == "-" else sys.stdout)
     for err in loaded.errors:
         print(f"lwm2m-monitor: warning: {err}", file=sys.stderr)
     return EXIT_DAMAGED if loaded.errors else EXIT_OK

@@ -351,3 +351,13 @@ def test_many_devices_are_all_in_the_inventory_but_the_chart_is_capped(tmp_path)
     assert len(re.findall(r"<h3>fleet-\d{3}</h3>", page)) == MAX_DEVICES
     assert f"{n - MAX_DEVICES} more devices not shown" in text.section_text("sessions")
     assert f"{n - MAX_DEVICES} more devices not shown" in text.section_text("operations")
+
+
+def test_report_to_standard_output_is_the_page_the_file_gets(operations_report, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["report", OPERATIONS, "-o", "-"]) == 0
+    captured = capsys.readouterr()
+    with open(operations_report, encoding="utf-8") as f:
+        assert captured.out == f.read()
+    assert "report: standard output (47 documents)" in captured.err
+    assert not (tmp_path / "-").exists()

@@ -211,6 +211,9 @@ def cmd_analyze(args) -> int:
     if STDIN in args.pcaps:
         if workers > 1:          # every worker reads the whole capture: a pipe is read once
             return fail(EXIT_USAGE, "--workers needs capture files: standard input (-) is read by one process")
+        if sys.stdin is None or sys.stdin.isatty():   # nothing piped in: it would wait for typing
+            return fail(EXIT_USAGE, "- reads a capture from standard input, and none is piped in "
+                                    "(e.g. tcpdump -U -w - udp | lwm2m-monitor analyze -)")
         workers = 1
     elif workers == AUTO_WORKERS:
         workers = usable_cpus()

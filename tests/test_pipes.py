@@ -262,3 +262,19 @@ def test_table_formats_to_standard_output_read_back_as_the_file_does(fmt, tmp_pa
     from_pipe, from_file = read(io.BytesIO(piped.stdout)), read(str(tmp_path / f"t.{fmt}"))
     assert len(from_pipe) == 47
     pd.testing.assert_frame_equal(from_pipe, from_file)
+
+
+def test_standard_input_on_a_terminal_is_a_usage_error(tmp_path):
+    """`analyze -` typed with nothing piped in says so instead of waiting for the keyboard."""
+    import pty
+    leader, follower = pty.openpty()
+    try:
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        run = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", "-", "--out",
+                              str(tmp_path / "x.ndjson")], cwd=str(tmp_path), env=env, stdin=follower,
+                             capture_output=True, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert run.returncode == 2
+    assert b"none is piped in" in run.stderr

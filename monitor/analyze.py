@@ -5,7 +5,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from .capture import STDIN, CaptureStats, InputStop, read_files
 from .datagram import Datagram
@@ -31,7 +31,7 @@ class AnalysisResult:
 
 def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = (),
                   progress: Callable[[int, int], None] | None = None,
-                  stop: InputStop | None = None) -> AnalysisResult:
+                  stop: InputStop | None = None, stdin: BinaryIO | None = None) -> AnalysisResult:
     """Run every capture through one pipeline; documents go to every sink in batches. With
     `stop`, a request ends the input early; the run then finishes as at the captures' end."""
     sinks = list(sinks)
@@ -48,7 +48,7 @@ def analyze_files(paths: list[str], config: PipelineConfig, sinks: Iterable = ()
             for random, secret in parse_keylog(data.decode("ascii", "replace")).items():
                 keylog.setdefault(random, secret)
 
-    datagrams = read_files(paths, cstats, on_secrets, stop=stop)   # raises CaptureError for a missing file
+    datagrams = read_files(paths, cstats, on_secrets, stop=stop, stdin=stdin)   # raises CaptureError for a missing file
     share_evidence_lines(config, sinks)
     result.documents = drive(datagrams, pipeline, lambda batch: _write(sinks, batch), cstats, progress)
     result.errors = list(cstats.errors)
@@ -84,10 +84,12 @@ def drive(datagrams: Iterable[Datagram], pipeline: Pipeline, write: Callable[[li
     return written + len(batch)
 
 
-def collect(paths: list[str], config: PipelineConfig | None = None) -> tuple[list[dict], AnalysisResult]:
-    """All documents of a run, in output order (tests, reports, `rules test`)."""
+def collect(paths: list[str], config: PipelineConfig | None = None,
+            stdin: BinaryIO | None = None) -> tuple[list[dict], AnalysisResult]:
+    """All documents of a run, in output order (tests, reports, `rules test`); the path `-`
+    reads `stdin` (default: the process's standard input)."""
     sink = ListSink()
-    res = analyze_files(paths, config or PipelineConfig(), [sink])
+    res = analyze_files(paths, config or PipelineConfig(), [sink], stdin=stdin)
     return sink.docs, res
 
 

@@ -105,10 +105,12 @@ UdpFilter = Callable[[bytes, int, bytes, int], bool]
 
 
 def read_files(paths: list[str], stats: CaptureStats, on_secrets: SecretsSink | None = None,
-               shard: tuple[int, int] = (0, 1), stop: InputStop | None = None) -> Iterator[Datagram]:
+               shard: tuple[int, int] = (0, 1), stop: InputStop | None = None,
+               stdin: BinaryIO | None = None) -> Iterator[Datagram]:
     """The UDP datagrams of all `paths`, merged in time order; with `shard` (index, workers),
     only those of the clients of that shard (`monitor.shard_key`); with `stop`, until it is
-    requested (then `stats.interrupted`).
+    requested (then `stats.interrupted`). The path `-` reads `stdin` (default: the process's
+    standard input).
 
     Every file is opened now, so a missing one raises `CaptureError` before any output.
     """
@@ -120,7 +122,7 @@ def read_files(paths: list[str], stats: CaptureStats, on_secrets: SecretsSink | 
     opened: list[tuple[BinaryIO, bool]] = []
     try:
         for p in paths:
-            opened.append(_open(p))
+            opened.append(_open(p, stdin))
     except CaptureError:
         for f, _ in opened:
             f.close()
@@ -148,14 +150,15 @@ class _Stdin:
         pass
 
 
-def _open(path: str) -> tuple[BinaryIO, bool]:
+def _open(path: str, stdin: BinaryIO | None = None) -> tuple[BinaryIO, bool]:
     """The opened file and whether it is gzip-compressed (by content, not by name)."""
     if path == STDIN:
         try:
-            head = sys.stdin.buffer.read(2)
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            head = stream.read(2)
         except (AttributeError, OSError, ValueError) as e:   # no standard input, or it is closed
             raise CaptureError(f"{STDIN_NAME}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-        return cast(BinaryIO, _Stdin(sys.stdin.buffer, head)), head == _GZIP_MAGIC
+        return cast(BinaryIO, _Stdin(stream, head)), head == _GZIP_MAGIC
     try:
         f = open(path, "rb")
     except OSError as e:

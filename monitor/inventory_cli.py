@@ -12,12 +12,15 @@ from .cli import (EPILOG, EXIT_CONFIG, EXIT_DAMAGED, EXIT_INPUT, EXIT_OK, EXIT_O
 def add_input_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="CAPTURE_OR_NDJSON",
                    help="capture files (run through the pipeline) or NDJSON written by `analyze` "
-                        "(recognised by content; .gz accepted)")
+                        "(recognised by content; .gz accepted); - reads one from standard input")
 
 
 def load_inputs(args):
     """(Loaded, None) or (None, exit code) after saying why on stderr."""
     from .document_input import DocumentInputError, load
+    if "-" in args.inputs and (sys.stdin is None or sys.stdin.isatty()):
+        return None, fail(EXIT_USAGE, "- reads documents or a capture from standard input, and none "
+                                      "is piped in (e.g. lwm2m-monitor analyze x.pcap --out - | ...)")
     try:
         return load(args.inputs, lambda: build_config(args)), None
     except DocumentInputError as exc:

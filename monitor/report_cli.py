@@ -25,12 +25,14 @@ def add_subcommands(sub) -> None:
 
 
 def cmd_report(args) -> int:
+    from .capture import capture_name
     from .report import render
     loaded, code = load_inputs(args)
     if loaded is None:
         return code
-    out = args.output or (os.path.basename(args.inputs[0]).split(".")[0] or "lwm2m") + ".report.html"
-    page = render(loaded.docs, sources=[os.path.basename(p) for p in args.inputs], title=args.title)
+    names = [os.path.basename(capture_name(p)) for p in args.inputs]
+    out = args.output or (names[0].split(".")[0] or "lwm2m") + ".report.html"
+    page = render(loaded.docs, sources=names, title=args.title)
     try:
         if out == "-":                       # `report ... -o - > page.html`, or to a web server's pipe
             sys.stdout.write(page)

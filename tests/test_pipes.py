@@ -278,3 +278,62 @@ def test_standard_input_on_a_terminal_is_a_usage_error(tmp_path):
         os.close(follower)
     assert run.returncode == 2
     assert b"none is piped in" in run.stderr
+
+
+# --- inventory and report read `-` too: documents or a capture, told apart by content --------
+
+def run_cli(args: list[str], cwd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=cwd, env=env,
+                          input=stdin, capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("piped", ["ndjson", "ndjson.gz", "capture", "capture.gz"])
+def test_inventory_of_standard_input_is_the_inventory_of_the_file(piped, tmp_path):
+    keys = keys_file(MBEDTLS)
+    ndjson = run_cli(["analyze", MBEDTLS, "--keys", keys, "--out", "-", "-q"], str(tmp_path)).stdout
+    with open(MBEDTLS, "rb") as f:
+        capture = f.read()
+    data = {"ndjson": ndjson, "capture": capture}[piped.split(".")[0]]
+    if piped.endswith(".gz"):
+        data = gzip.compress(data)
+    from_pipe = run_cli(["inventory", "-", "--keys", keys, "-o", "pipe.csv", "-q"], str(tmp_path), data)
+    from_file = run_cli(["inventory", MBEDTLS, "--keys", keys, "-o", "file.csv", "-q"], str(tmp_path))
+    assert from_pipe.returncode == from_file.returncode == 0, from_pipe.stderr
+    table = (tmp_path / "pipe.csv").read_bytes()
+    assert table == (tmp_path / "file.csv").read_bytes()
+    assert b"mbedtls" in table
+
+
+def test_report_of_analyze_through_a_pipe(tmp_path):
+    ndjson = run_cli(["analyze", LESHAN, "--out", "-", "-q"], str(tmp_path)).stdout
+    run = run_cli(["report", "-"], str(tmp_path), ndjson)
+    assert run.returncode == 0, run.stderr
+    assert b"report: stdin.report.html (47 documents)" in run.stdout
+    page = (tmp_path / "stdin.report.html").read_text()
+    assert "leshan-client-01" in page and "stdin" in page
+
+
+def test_a_cut_compressed_document_stream_is_one_clear_error(tmp_path):
+    ndjson = run_cli(["analyze", LESHAN, "--out", "-", "-q"], str(tmp_path)).stdout
+    cut = gzip.compress(ndjson)[:400]
+    (tmp_path / "cut.ndjson.gz").write_bytes(cut)
+    for args, data, name in ((["inventory", "-"], cut, b"stdin"),
+                             (["inventory", str(tmp_path / "cut.ndjson.gz")], None, b"cut.ndjson.gz")):
+        run = run_cli(args, str(tmp_path), data)
+        assert run.returncode == 3
+        assert name + b": cannot read" in run.stderr and b"Traceback" not in run.stderr
+
+
+def test_views_reading_a_terminal_say_what_to_pipe_in(tmp_path):
+    import pty
+    for command in ("inventory", "report"):
+        leader, follower = pty.openpty()
+        try:
+            env = dict(os.environ, PYTHONPATH=ROOT)
+            run = subprocess.run([sys.executable, "-m", "monitor.cli", command, "-"], cwd=str(tmp_path),
+                                 env=env, stdin=follower, capture_output=True, timeout=60)
+        finally:
+            os.close(leader)
+            os.close(follower)
+        assert run.returncode == 2 and b"none is piped in" in run.stderr

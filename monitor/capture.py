@@ -119,7 +119,7 @@ def read_files(paths: list[str], stats: CaptureStats, on_secrets: SecretsSink | 
     # the reader's fast path drops other shards' datagrams itself; this filter takes the rest
     keep: UdpFilter | None = ShardFilter(index, workers).keep if workers > 1 else None
     names = AddressText()
-    opened: list[tuple[BinaryIO, bool]] = []
+    opened: list[tuple[BinaryIO, bool | None]] = []
     try:
         for p in paths:
             opened.append(_open(p, stdin))
@@ -136,29 +136,34 @@ def read_files(paths: list[str], stats: CaptureStats, on_secrets: SecretsSink | 
 
 class _Stdin:
     """Standard input as a capture file. Reads return what has arrived (a pipe from a running
-    tcpdump gives packets as they come, not once a whole chunk is full); the bytes the gzip
-    check took come back first. Closing it leaves the process's standard input open."""
+    tcpdump gives packets as they come, not once a whole chunk is full); bytes given back with
+    `unread` (those the gzip check looked at) come first, alone, without waiting for more.
+    Closing it leaves the process's standard input open."""
 
-    def __init__(self, stream, head: bytes) -> None:
-        self._stream, self._head = stream, head
+    def __init__(self, stream) -> None:
+        self._stream, self._head = stream, b""
 
     def read(self, n: int = -1) -> bytes:
-        head, self._head = self._head, b""
-        return head + self._stream.read1(n if n > 0 else CHUNK)
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._stream.read1(n if n > 0 else CHUNK)
+
+    def unread(self, data: bytes) -> None:
+        self._head = data + self._head
 
     def close(self) -> None:
         pass
 
 
-def _open(path: str, stdin: BinaryIO | None = None) -> tuple[BinaryIO, bool]:
-    """The opened file and whether it is gzip-compressed (by content, not by name)."""
+def _open(path: str, stdin: BinaryIO | None = None) -> tuple[BinaryIO, bool | None]:
+    """The opened file and whether it is gzip-compressed (by content, not by name; None for
+    standard input, whose first bytes are read with the rest, so that a stop can end the wait)."""
     if path == STDIN:
-        try:
-            stream = stdin if stdin is not None else sys.stdin.buffer
-            head = stream.read(2)
-        except (AttributeError, OSError, ValueError) as e:   # no standard input, or it is closed
-            raise CaptureError(f"{STDIN_NAME}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-        return cast(BinaryIO, _Stdin(stream, head)), head == _GZIP_MAGIC
+        stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise CaptureError(f"{STDIN_NAME}: cannot read: there is no standard input")
+        return cast(BinaryIO, _Stdin(stream)), None
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -195,12 +200,19 @@ def _read(f: BinaryIO, stop: InputStop | None) -> bytes:
         stop.reading = False
 
 
-def _chunks(f: BinaryIO, gz: bool, stats: CaptureStats, stop: InputStop | None = None) -> Iterator[bytes]:
-    """The file's bytes in large chunks, decompressed as they come.
+def _chunks(f: BinaryIO, gz: bool | None, stats: CaptureStats, stop: InputStop | None = None) -> Iterator[bytes]:
+    """The file's bytes in large chunks, decompressed as they come (`gz` None: look at the
+    first bytes to know).
 
     Decompressing ourselves (not GzipFile) hands over every byte before a damaged or cut
     gzip stream, and bounds each output chunk (a small bomb cannot fill memory at once).
     """
+    if gz is None:
+        first = b""
+        while len(first) < 2 and (more := _read(f, stop)):
+            first += more
+        gz = first[:2] == _GZIP_MAGIC
+        cast(_Stdin, f).unread(first)
     if not gz:
         while chunk := _read(f, stop):
             stats.file_bytes += len(chunk)
@@ -241,7 +253,7 @@ def _salvage(d, raw: bytes) -> Iterator[bytes]:
             return
 
 
-def _datagrams(path: str, f: BinaryIO, gz: bool, stats: CaptureStats,
+def _datagrams(path: str, f: BinaryIO, gz: bool | None, stats: CaptureStats,
                on_secrets: SecretsSink | None, names: AddressText, fast: UdpShard,
                keep: UdpFilter | None = None, stop: InputStop | None = None) -> Iterator[Datagram]:
     stats.files += 1

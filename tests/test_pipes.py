@@ -337,3 +337,26 @@ def test_views_reading_a_terminal_say_what_to_pipe_in(tmp_path):
             os.close(leader)
             os.close(follower)
         assert run.returncode == 2 and b"none is piped in" in run.stderr
+
+
+def test_one_signal_ends_a_pipe_that_has_given_nothing_yet(tmp_path):
+    """Ctrl-C before the first byte (an ssh or tcpdump still starting): the first signal ends the
+    run, with nothing to write; it is not swallowed by the wait for the capture's first bytes."""
+    import signal
+    import time
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "analyze", "-", "--out",
+                             str(tmp_path / "none.ndjson")], cwd=str(tmp_path), env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)                      # started, and waiting on the empty pipe
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        assert proc.returncode == 130
+        err = proc.stderr.read()
+        assert b"interrupted: the input ended after 0 packets" in err and b"Traceback" not in err
+    finally:
+        proc.stdin.close()
+        if proc.poll() is None:
+            proc.kill()

@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:            # a second Ctrl-C, or one during a --workers run
+        print("lwm2m-monitor: interrupted; what was written so far is incomplete", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
 

@@ -360,3 +360,14 @@ def test_one_signal_ends_a_pipe_that_has_given_nothing_yet(tmp_path):
         proc.stdin.close()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_an_abort_says_the_output_is_incomplete(monkeypatch, capsys):
+    """A second Ctrl-C, or one during a --workers run, aborts: exit 130 and one line saying so."""
+    from monitor import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_analyze", interrupted)
+    assert cli.main(["analyze", LESHAN]) == 130
+    assert "interrupted; what was written so far is incomplete" in capsys.readouterr().err

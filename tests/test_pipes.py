@@ -23,10 +23,27 @@ MBEDTLS = os.path.join(ROOT, "pcaps", "dtls-mbedtls-psk-aes128-ccm8.pcap")
 GOLIOTH = os.path.join(CORPUS, "golioth-coap-pcap", "golioth_basics_psk.pcapng")
 
 
-def analyze(args: list[str], cwd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cwd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=cwd, env=env,
                           input=stdin, capture_output=True, timeout=120)
+
+
+def analyze(args: list[str], cwd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return run_cli(["analyze", *args], cwd, stdin)
+
+
+def run_on_a_terminal(args: list[str], cwd: str) -> subprocess.CompletedProcess:
+    """The command with a pseudo-terminal as standard input: a user who typed it, piping nothing."""
+    import pty
+    leader, follower = pty.openpty()
+    try:
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=cwd, env=env,
+                              stdin=follower, capture_output=True, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
 
 
 def documents(path) -> list[dict]:
@@ -266,27 +283,12 @@ def test_table_formats_to_standard_output_read_back_as_the_file_does(fmt, tmp_pa
 
 def test_standard_input_on_a_terminal_is_a_usage_error(tmp_path):
     """`analyze -` typed with nothing piped in says so instead of waiting for the keyboard."""
-    import pty
-    leader, follower = pty.openpty()
-    try:
-        env = dict(os.environ, PYTHONPATH=ROOT)
-        run = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", "-", "--out",
-                              str(tmp_path / "x.ndjson")], cwd=str(tmp_path), env=env, stdin=follower,
-                             capture_output=True, timeout=60)
-    finally:
-        os.close(leader)
-        os.close(follower)
+    run = run_on_a_terminal(["analyze", "-", "--out", str(tmp_path / "x.ndjson")], str(tmp_path))
     assert run.returncode == 2
     assert b"none is piped in" in run.stderr
 
 
 # --- inventory and report read `-` too: documents or a capture, told apart by content --------
-
-def run_cli(args: list[str], cwd: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=cwd, env=env,
-                          input=stdin, capture_output=True, timeout=120)
-
 
 @pytest.mark.parametrize("piped", ["ndjson", "ndjson.gz", "capture", "capture.gz"])
 def test_inventory_of_standard_input_is_the_inventory_of_the_file(piped, tmp_path):
@@ -326,16 +328,8 @@ def test_a_cut_compressed_document_stream_is_one_clear_error(tmp_path):
 
 
 def test_views_reading_a_terminal_say_what_to_pipe_in(tmp_path):
-    import pty
     for command in ("inventory", "report"):
-        leader, follower = pty.openpty()
-        try:
-            env = dict(os.environ, PYTHONPATH=ROOT)
-            run = subprocess.run([sys.executable, "-m", "monitor.cli", command, "-"], cwd=str(tmp_path),
-                                 env=env, stdin=follower, capture_output=True, timeout=60)
-        finally:
-            os.close(leader)
-            os.close(follower)
+        run = run_on_a_terminal([command, "-"], str(tmp_path))
         assert run.returncode == 2 and b"none is piped in" in run.stderr
 
 

@@ -284,8 +284,8 @@ def stop_on_signals():
     try:
         yield stop
     finally:
-        for sig, previous in saved.items():
-            signal.signal(sig, previous)
+        for sig, previous in saved.items():   # None: a handler set outside Python
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,11 @@ def worker_count(text: str) -> int:
     return n
 
 
+def nothing_piped_in() -> bool:
+    """`-` was given but standard input is a terminal (or closed): reading would wait for typing."""
+    return sys.stdin is None or sys.stdin.isatty()
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on: its affinity mask, which a container or `taskset`
     narrows, rather than the machine's count."""
@@ -212,7 +217,7 @@ def cmd_analyze(args) -> int:
     if STDIN in args.pcaps:
         if workers > 1:          # every worker reads the whole capture: a pipe is read once
             return fail(EXIT_USAGE, "--workers needs capture files: standard input (-) is read by one process")
-        if sys.stdin is None or sys.stdin.isatty():   # nothing piped in: it would wait for typing
+        if nothing_piped_in():
             return fail(EXIT_USAGE, "- reads a capture from standard input, and none is piped in "
                                     "(e.g. tcpdump -U -w - udp | lwm2m-monitor analyze -)")
         workers = 1

@@ -33,10 +33,15 @@ class Loaded:
     errors: list[str] = field(default_factory=list)      # capture damage (read up to the damage)
 
 
-def _open(path: str):
-    with open(path, "rb") as f:
-        gz = f.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+def _decompressed(f: BinaryIO) -> BinaryIO:
+    """`f` (a file or the bytes of standard input), decompressed if it is gzip."""
+    gz = f.read(2) == _GZIP_MAGIC
+    f.seek(0)
+    return gzip.GzipFile(fileobj=f) if gz else f
+
+
+def _open(path: str) -> BinaryIO:
+    return _decompressed(open(path, "rb"))
 
 
 def _starts_ndjson(raw: bytes) -> bool:
@@ -66,25 +71,22 @@ def read_ndjson(path: str) -> list[dict]:
 
 def _documents(lines: Iterable[bytes], name: str) -> list[dict]:
     docs: list[dict] = []
+    n = 0
     try:
-        _parse_lines(lines, name, docs)
+        for n, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                doc = json.loads(line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise DocumentInputError(f"{name}:{n}: not a JSON document ({type(exc).__name__})") from None
+            if not isinstance(doc, dict):
+                raise DocumentInputError(f"{name}:{n}: not a JSON object")
+            docs.append(doc)
     except (OSError, EOFError) as exc:         # a damaged or cut gzip stream
         raise DocumentInputError(f"{name}: cannot read ({exc})") from None
     return docs
-
-
-def _parse_lines(lines: Iterable[bytes], name: str, docs: list[dict]) -> None:
-    for n, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line:
-            continue
-        try:
-            doc = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DocumentInputError(f"{name}:{n}: not a JSON document ({type(exc).__name__})") from None
-        if not isinstance(doc, dict):
-            raise DocumentInputError(f"{name}:{n}: not a JSON object")
-        docs.append(doc)
 
 
 def _read_stdin(stream: BinaryIO) -> tuple[bytes, bool]:
@@ -118,9 +120,7 @@ def load(paths: list[str], make_config: Callable[[], object], stdin: BinaryIO | 
         if p in captures:
             continue
         if p == STDIN:
-            lines = (gzip.GzipFile(fileobj=io.BytesIO(piped)) if piped[:2] == _GZIP_MAGIC
-                     else io.BytesIO(piped))
-            out.docs.extend(_documents(lines, STDIN_NAME))
+            out.docs.extend(_documents(_decompressed(io.BytesIO(piped)), STDIN_NAME))
         else:
             out.docs.extend(read_ndjson(p))
     if captures:

@@ -6,7 +6,7 @@ import os
 import sys
 
 from .cli import (EPILOG, EXIT_CONFIG, EXIT_DAMAGED, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
-                  add_pipeline_options, build_config, config_errors, fail)
+                  add_pipeline_options, build_config, config_errors, fail, nothing_piped_in)
 
 
 def add_input_argument(p: argparse.ArgumentParser) -> None:
@@ -17,8 +17,9 @@ def add_input_argument(p: argparse.ArgumentParser) -> None:
 
 def load_inputs(args):
     """(Loaded, None) or (None, exit code) after saying why on stderr."""
+    from .capture import STDIN
     from .document_input import DocumentInputError, load
-    if "-" in args.inputs and (sys.stdin is None or sys.stdin.isatty()):
+    if STDIN in args.inputs and nothing_piped_in():
         return None, fail(EXIT_USAGE, "- reads documents or a capture from standard input, and none "
                                       "is piped in (e.g. lwm2m-monitor analyze x.pcap --out - | ...)")
     try:

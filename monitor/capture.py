@@ -18,9 +18,9 @@ from typing import BinaryIO, Callable, Iterator, cast
 
 from parsers.errors import ParseError
 from parsers.netlayers import Fragment, Skip, Udp, decode, transport
-from parsers.pcapfile import Numbered, Packet, Reader, Secrets, UdpShard
+from parsers.pcapfile import Numbered, Packet, Reader, Secrets, UdpShard, split_ends, udp_ends
 
-from .datagram import TS_NS_MAX, TS_NS_MIN, Datagram
+from .datagram import TS_NS_MAX, TS_NS_MIN, Datagram, Ends, flow_key
 from .ip_reassembly import Reassembler
 from .shard_key import ShardFilter, udp_shard
 
@@ -81,12 +81,31 @@ class CaptureStats:
 
 
 class AddressText:
-    """Raw address bytes → `ipaddress` canonical text, computed once per address (bounded)."""
+    """Raw address bytes → `ipaddress` canonical text, computed once per address (bounded);
+    and the fast path's raw ends of a datagram → its `Ends`, shared by both directions of a
+    flow (bounded: emptied when full, the tuples are then built again, equal)."""
 
     MAX = 65536
+    MAX_ENDS = 1 << 17
 
     def __init__(self) -> None:
         self.cache: dict[bytes, str] = {}
+        self.ends_cache: dict[bytes, Ends] = {}
+
+    def ends(self, raw: bytes) -> Ends:
+        """`Ends` of `pcapfile.udp_ends` bytes not in `ends_cache` (then kept there)."""
+        cache = self.ends_cache
+        if len(cache) >= self.MAX_ENDS:
+            cache.clear()
+        src_raw, sport, dst_raw, dport = split_ends(raw)
+        back = cache.get(udp_ends(dst_raw, dport, src_raw, sport))
+        if back is not None:                 # the other direction: the same tuples, swapped
+            e: Ends = (back[1], back[0], back[2])
+        else:
+            src, dst = (self.text(src_raw), sport), (self.text(dst_raw), dport)
+            e = (src, dst, flow_key(src, dst))
+        cache[raw] = e
+        return e
 
     def text(self, raw: bytes) -> str:
         s = self.cache.get(raw)
@@ -263,6 +282,8 @@ def _datagrams(path: str, f: BinaryIO, gz: bool | None, stats: CaptureStats,
     chunks = _chunks(f, gz, stats, stop)
     text = names.cache.get
     name = names.text
+    known_ends = names.ends_cache.get
+    new_ends = names.ends
     try:
         while True:
             try:
@@ -290,9 +311,12 @@ def _datagrams(path: str, f: BinaryIO, gz: bool | None, stats: CaptureStats,
                 if type(rec) is tuple:          # the reader's fast path: a plain UDP datagram
                     frame += 1
                     frames += 1
-                    ts, src, sport, dst, dport, payload = rec
-                    yield Datagram(ts, text(src) or name(src), sport, text(dst) or name(dst),
-                                   dport, payload, frame, path)
+                    ts, raw, payload = rec
+                    ends = known_ends(raw)
+                    if ends is None:
+                        ends = new_ends(raw)
+                    a, b = ends[0], ends[1]
+                    yield Datagram(ts, a[0], a[1], b[0], b[1], payload, frame, path, False, ends)
                     continue
                 if rec is None:                 # ... of another shard's client
                     frame += 1

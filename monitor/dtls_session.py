@@ -28,7 +28,7 @@ HISTORY_LETTERS = {0: "H", 1: "C", 2: "S", 3: "V", 4: "T", 11: "X", 12: "K", 13:
                    15: "Y", 16: "G", 20: "F"}
 UNKNOWN_LETTER = "Z"
 
-Address = tuple[str, int]
+Address = tuple     # (ip text, port); a plain `tuple`: see datagram.Address
 
 
 @dataclass(slots=True)

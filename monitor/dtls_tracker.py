@@ -20,7 +20,7 @@ from parsers.errors import ParseError
 from parsers.tls_suites import suite as lookup_suite
 
 from . import dtls_crypto as crypto
-from .datagram import Datagram
+from .datagram import Datagram, flow_key
 from .dtls_events import alert_document, handshake_document
 from .dtls_session import HISTORY_LETTERS, UNKNOWN_LETTER, AlertFact, DtlsSessionFacts
 from .keys import KeyStore
@@ -31,7 +31,7 @@ MAX_PARTIAL = 16             # handshake messages in reassembly per session
 _REPLAY_WINDOW = 64
 _WINDOW_MASK = (1 << _REPLAY_WINDOW) - 1
 
-Address = tuple[str, int]
+Address = tuple     # (ip text, port); a plain `tuple`: see datagram.Address
 
 
 @dataclass(init=False)
@@ -128,10 +128,6 @@ class _Session:
         self.ch_cids: dict[int, bytes] = {}   # connection_id extension -> CID the client asked for
 
 
-def _flow_key(a: Address, b: Address) -> tuple:
-    return (a, b) if a <= b else (b, a)
-
-
 class DtlsTracker:
     def __init__(self, keys: KeyStore, *, max_sessions: int = 100_000,
                  max_resumable: int = 10_000) -> None:
@@ -167,7 +163,7 @@ class DtlsTracker:
         res = DtlsResult()
         self._datagrams += 1
         src, dst = dgram.src, dgram.dst
-        sess = self._flows.get(_flow_key(src, dst))
+        sess = self._flows.get(dgram.flow)
         records = self._parse(dgram.payload, sess, src, res)
         if records is None:
             return res
@@ -247,7 +243,7 @@ class DtlsTracker:
                                  wire_version=rec.version)
         if mid:
             facts.decrypt_error = "handshake not seen (session picked up mid-way)"
-        sess = _Session(facts, _flow_key(src, dst))
+        sess = _Session(facts, dgram.flow)
         self._flows[sess.key] = sess
         self._counts["sessions"] += 1
         return sess
@@ -276,7 +272,7 @@ class DtlsTracker:
         elif cid == f.cid_to_client:
             f.client = dgram.dst
         self._flows.pop(sess.key, None)
-        sess.key = _flow_key(f.client, f.server)
+        sess.key = flow_key(f.client, f.server)
         self._flows[sess.key] = sess
         self._counts["cid_address_changes"] += 1
 

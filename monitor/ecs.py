@@ -19,7 +19,7 @@ import struct
 from datetime import datetime, timezone
 from typing import Any
 
-Address = tuple[str, int]
+Address = tuple     # (ip text, port); a plain `tuple`: see datagram.Address
 
 
 _SECOND_TEXT: dict[int, str] = {}

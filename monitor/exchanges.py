@@ -17,7 +17,7 @@ from parsers import coap
 from .datagram import Datagram
 from .ecs import community_id
 
-Address = tuple[str, int]
+Address = tuple     # (ip text, port); a plain `tuple`: see datagram.Address
 
 EXCHANGE_LIFETIME_NS = 247 * 1_000_000_000   # RFC 7252 §4.8.2
 NON_LIFETIME_NS = 145 * 1_000_000_000
@@ -359,7 +359,7 @@ class ExchangeMatcher:
         with an unknown request, so its notifications are still reported (with no path)."""
         request = coap.Message(coap.CON, coap.GET, msg.mid, msg.token, ((coap.OBSERVE, b""),), b"")
         origin = Datagram(dgram.ts_ns, dgram.dst_ip, dgram.dst_port, dgram.src_ip, dgram.src_port, b"",
-                          dgram.frame, dgram.source, dgram.live)
+                          dgram.frame, dgram.source, dgram.live, (dgram.dst, dgram.src, dgram.flow))
         obs = Exchange(request, origin, carrier, orphan=True)
         flow.observations[key] = obs
         if len(flow.observations) > self.max_observations:

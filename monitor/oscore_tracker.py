@@ -25,7 +25,7 @@ from .datagram import Datagram
 from .keys import KeyStore, OscoreContextConfig
 from .oscore_context import AEADS, Context
 
-Address = tuple[str, int]
+Address = tuple     # (ip text, port); a plain `tuple`: see datagram.Address
 
 # Outer (Class U) options kept in the merged message; the outer value wins (Observe: the
 # notification's outer value is the sequence number, RFC 8613 §4.1.3.5.2).
@@ -437,9 +437,8 @@ class OscoreTracker:
         return docs
 
 
-def _flow_key(dgram: Datagram) -> tuple[Address, Address]:
-    a, b = dgram.src, dgram.dst
-    return (a, b) if a <= b else (b, a)
+def _flow_key(dgram: Datagram) -> tuple:
+    return dgram.flow
 
 
 def _roles(dgram: Datagram, from_client: bool | None) -> tuple[Address | None, Address | None]:

@@ -101,7 +101,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self.matcher = ExchangeMatcher()
         self.registry = Registry()
-        self.flows: OrderedDict[tuple[Address, Address], FlowState] = OrderedDict()
+        self.flows: OrderedDict[tuple, FlowState] = OrderedDict()
         self.endpoint_stats: dict[str, dict[str, int]] = {}       # endpoint -> action/_errors/_security:* -> count
         self._anomaly_counts: OrderedDict[tuple, int] = OrderedDict()
         self._next_sweep = 0
@@ -210,8 +210,7 @@ class Pipeline:
 
     # --- flows --------------------------------------------------------------------------
     def _flow(self, dgram: Datagram) -> FlowState:
-        a, b = dgram.src, dgram.dst
-        key = (a, b) if a <= b else (b, a)
+        key = dgram.flow
         flow = self.flows.get(key)
         if flow is None:
             flow = FlowState(key[0], key[1])

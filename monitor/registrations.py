@@ -9,7 +9,7 @@ import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-Address = tuple[str, int]
+Address = tuple     # (ip text, port); a plain `tuple`: see datagram.Address
 
 DEFAULT_LIFETIME = 86400          # LwM2M TS: lt defaults to 86400 s
 EXPIRY_GRACE_NS = 60 * 1_000_000_000

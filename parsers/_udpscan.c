@@ -132,39 +132,48 @@ static const unsigned char *client_address(const udp_view *u, const unsigned cha
     return memcmp(u->src, u->dst, (size_t)u->alen) <= 0 ? u->src : u->dst;
 }
 
-/* (ts_ns, src, src_port, dst, dst_port, payload), built directly: Py_BuildValue would parse
- * its format string for every packet */
+/* (ts_ns, ends, payload), built directly: Py_BuildValue would parse its format string for
+ * every packet. `ends` = src address, src port (2 bytes, big-endian), dst address, dst port:
+ * 12 bytes for IPv4, 36 for IPv6. One bytes object names both ends of the datagram, so the
+ * reader finds their text and the flow they belong to with one dict lookup per packet. */
 static int emit(PyObject *out, PyObject *packet, long long ts, long linktype, uint32_t orig,
                 const unsigned char *data, uint32_t incl, long iface, long workers, long index,
                 const unsigned char *pmap, long long *nbytes);
 
 static PyObject *datagram_tuple(long long ts, const udp_view *u) {
-    PyObject *t = PyTuple_New(6);
+    PyObject *t = PyTuple_New(3);
     if (t == NULL) return NULL;
-    PyObject *v[6] = {
+    Py_ssize_t a = u->alen;
+    PyObject *ends = PyBytes_FromStringAndSize(NULL, 2 * a + 4);
+    if (ends != NULL) {
+        unsigned char *e = (unsigned char *)PyBytes_AS_STRING(ends);
+        memcpy(e, u->src, (size_t)a);
+        e[a] = (unsigned char)(u->sport >> 8); e[a + 1] = (unsigned char)u->sport;
+        memcpy(e + a + 2, u->dst, (size_t)a);
+        e[2 * a + 2] = (unsigned char)(u->dport >> 8); e[2 * a + 3] = (unsigned char)u->dport;
+    }
+    PyObject *v[3] = {
         PyLong_FromLongLong(ts),
-        PyBytes_FromStringAndSize((const char *)u->src, u->alen),
-        PyLong_FromLong((long)u->sport),
-        PyBytes_FromStringAndSize((const char *)u->dst, u->alen),
-        PyLong_FromLong((long)u->dport),
+        ends,
         PyBytes_FromStringAndSize((const char *)u->payload, u->plen),
     };
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 3; i++) {
         if (v[i] == NULL) {
-            for (int k = 0; k < 6; k++) Py_XDECREF(v[k]);
+            for (int k = 0; k < 3; k++) Py_XDECREF(v[k]);
             Py_DECREF(t);
             return NULL;
         }
     }
-    for (int i = 0; i < 6; i++) PyTuple_SET_ITEM(t, i, v[i]);
+    for (int i = 0; i < 3; i++) PyTuple_SET_ITEM(t, i, v[i]);
     return t;
 }
 
 PyDoc_STRVAR(scan_pcap_doc,
 "scan_pcap(buf, pos, big_endian, tsmul, hdr, linktype, workers, index, server_ports, packet, out)\n"
 "-> (pos, nbytes)\n\n"
-"Appends to `out`, for each complete pcap record from `pos` on: a tuple (ts_ns, src, src_port,\n"
-"dst, dst_port, payload) for a plain UDP datagram (raw addresses), None for one whose client\n"
+"Appends to `out`, for each complete pcap record from `pos` on: a tuple (ts_ns, ends, payload)\n"
+"for a plain UDP datagram (ends: raw src address, src port as 2 big-endian bytes, raw dst\n"
+"address, dst port), None for one whose client\n"
 "hashes to another shard (crc32 % workers != index; workers 1 keeps all), or\n"
 "packet(ts_ns, linktype, origlen, data, 0) for any other record. Stops at the first incomplete\n"
 "record and returns its position, with the captured bytes of the tuples and Nones (the\n"

@@ -87,6 +87,19 @@ def _packet(ts_ns: int, linktype: int, origlen: int, data: bytes, interface: int
     return cast(Packet, _TUPLE_NEW(Packet, (ts_ns, linktype, origlen, data, interface)))
 
 
+def udp_ends(src: bytes, src_port: int, dst: bytes, dst_port: int) -> bytes:
+    """Both ends of a datagram as the fast path gives them: raw source address, source port
+    (2 bytes, big-endian), raw destination address, destination port."""
+    return src + src_port.to_bytes(2, "big") + dst + dst_port.to_bytes(2, "big")
+
+
+def split_ends(ends: bytes) -> tuple[bytes, int, bytes, int]:
+    """`udp_ends` undone: (src, src_port, dst, dst_port)."""
+    a = (len(ends) - 4) // 2
+    return (ends[:a], int.from_bytes(ends[a:a + 2], "big"), ends[a + 2:2 * a + 2],
+            int.from_bytes(ends[2 * a + 2:], "big"))
+
+
 @dataclass(frozen=True, slots=True)
 class UdpShard:
     """What `Reader.feed_udp` keeps: datagrams whose client address (the side whose port is
@@ -197,8 +210,8 @@ class Reader:
     def feed_udp(self, chunk: bytes, shard: UdpShard | None) -> list[Any]:
         """`feed`, with the common case pre-decoded when the C fast path is built: a pcap
         record or pcapng Enhanced Packet Block holding a plain UDP datagram (see `_udpscan.c`)
-        comes as a tuple `(ts_ns, src, src_port, dst, dst_port, payload)` (raw addresses, like
-        `netlayers.Udp`), or as None when the datagram's client belongs to another shard; their
+        comes as a tuple `(ts_ns, ends, payload)` (`ends`: `udp_ends` of the raw addresses and
+        ports, as `netlayers.Udp` has them), or as None when the datagram's client belongs to another shard; their
         captured bytes are added to `fast_bytes` (the caller resets it). Everything else comes as from `feed`,
         which is `feed_udp` with `shard` None: no fast path."""
         if self._error is not None:

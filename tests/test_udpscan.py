@@ -19,7 +19,7 @@ from monitor.shard_key import ShardFilter, udp_shard
 from parsers import pcapfile
 from parsers.errors import ParseError
 from parsers.netlayers import Udp, decode
-from parsers.pcapfile import Packet, Reader
+from parsers.pcapfile import Packet, Reader, split_ends, udp_ends
 
 pytestmark = pytest.mark.skipif(os.environ.get("LWM2M_MONITOR_PURE") == "1",
                                 reason="pure-Python run: the C fast path is off by design")
@@ -68,7 +68,8 @@ def _check(data: bytes, workers: int = 1, index: int = 0, chunk: int | None = No
             if c is None:
                 assert workers > 1 and not keep(udp.src, udp.src_port, udp.dst, udp.dst_port)
             else:
-                assert c == (py.ts_ns, *udp)
+                assert c == (py.ts_ns, udp_ends(udp.src, udp.src_port, udp.dst, udp.dst_port), udp.payload)
+                assert split_ends(c[1]) == (udp.src, udp.src_port, udp.dst, udp.dst_port)
                 assert workers == 1 or keep(udp.src, udp.src_port, udp.dst, udp.dst_port)
         else:
             assert type(c) is type(py) and c == py

@@ -107,6 +107,12 @@ class AddressText:
         cache[raw] = e
         return e
 
+    def udp_ends(self, src: bytes, src_port: int, dst: bytes, dst_port: int) -> Ends:
+        """`Ends` of a datagram decoded outside the fast path (the same shared tuples)."""
+        raw = udp_ends(src, src_port, dst, dst_port)
+        e = self.ends_cache.get(raw)
+        return e if e is not None else self.ends(raw)
+
     def text(self, raw: bytes) -> str:
         s = self.cache.get(raw)
         if s is None:
@@ -280,8 +286,6 @@ def _datagrams(path: str, f: BinaryIO, gz: bool | None, stats: CaptureStats,
     reasm = Reassembler()
     frame = frames = nbytes = 0
     chunks = _chunks(f, gz, stats, stop)
-    text = names.cache.get
-    name = names.text
     known_ends = names.ends_cache.get
     new_ends = names.ends
     try:
@@ -340,8 +344,9 @@ def _datagrams(path: str, f: BinaryIO, gz: bool | None, stats: CaptureStats,
                     src, sport, dst, dport, payload = r
                     if keep is not None and not keep(src, sport, dst, dport):
                         continue
-                    yield Datagram(ts, text(src) or name(src), sport, text(dst) or name(dst),
-                                   dport, payload, frame, path)
+                    ends = names.udp_ends(src, sport, dst, dport)
+                    a, b = ends[0], ends[1]
+                    yield Datagram(ts, a[0], a[1], b[0], b[1], payload, frame, path, False, ends)
                 elif type(r) is Fragment:
                     d = _fragment(r, ts, frame, path, reasm, stats, names, keep)
                     if d is not None:
@@ -382,8 +387,9 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
     if type(r) is Udp:
         if keep is not None and not keep(r.src, r.src_port, r.dst, r.dst_port):
             return None
-        return Datagram(ts_ns, names.text(r.src), r.src_port, names.text(r.dst), r.dst_port,
-                        r.payload, frame, path)
+        ends = names.udp_ends(r.src, r.src_port, r.dst, r.dst_port)
+        a, b = ends[0], ends[1]
+        return Datagram(ts_ns, a[0], a[1], b[0], b[1], r.payload, frame, path, False, ends)
     _count_skip(cast(Skip, r), stats)
     return None
 

@@ -238,7 +238,7 @@ class ExchangeMatcher:
         self.stats.requests += 1
         done: list[Exchange] = []
         ex = Exchange(msg, dgram, carrier, request_body=msg.payload)
-        key = (dgram.src, msg.token)
+        key: tuple = (dgram.src, msg.token)       # boxed once (see datagram.Address)
         old = flow.pending.pop(key, None)
         if old is not None and old.response is None:
             done.append(old)                      # token reused before an answer: emit unanswered
@@ -286,7 +286,7 @@ class ExchangeMatcher:
 
     def _response(self, flow: FlowState, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> list[Exchange]:
         requester = dgram.dst
-        key = (requester, msg.token)
+        key: tuple = (requester, msg.token)
         ex = flow.pending.get(key)
         if ex is None:
             obs = flow.observations.get(key)

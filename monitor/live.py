@@ -124,17 +124,15 @@ class FrameDecoder:
         self.reasm = Reassembler()
         self.frame = 0
         self._names = AddressText()              # the same bounded cache as the file source
-        self._text = self._names.text
 
     def datagram(self, ts_ns: int, data: bytes, origlen: int) -> Datagram | None:
         self.frame += 1
         r = decode(self.linktype, data, origlen)
         if r.__class__ is Udp:
             src, sport, dst, dport, payload = r
-            cache = self._names.cache
-            return Datagram(ts_ns, cache.get(src) or self._text(src), sport,
-                            cache.get(dst) or self._text(dst), dport, payload,
-                            self.frame, self.interface, True)
+            ends = self._names.udp_ends(src, sport, dst, dport)
+            a, b = ends[0], ends[1]
+            return Datagram(ts_ns, a[0], a[1], b[0], b[1], payload, self.frame, self.interface, True, ends)
         st = self.stats
         if r.__class__ is Fragment:
             st.ip_fragments += 1
@@ -145,8 +143,10 @@ class FrameDecoder:
             first, payload = done
             r = transport(first, payload)
             if r.__class__ is Udp:
-                return Datagram(ts_ns, self._text(r.src), r.src_port, self._text(r.dst), r.dst_port,
-                                r.payload, self.frame, self.interface, True)
+                ends = self._names.udp_ends(r.src, r.src_port, r.dst, r.dst_port)
+                a, b = ends[0], ends[1]
+                return Datagram(ts_ns, a[0], a[1], b[0], b[1], r.payload, self.frame, self.interface,
+                                True, ends)
         kind = r.kind
         if kind == "non_udp":
             st.non_udp += 1

@@ -252,3 +252,30 @@ def test_cli_objects_option(tmp_path):
     good = run(Path(__file__).with_name("payloads_objects"))
     assert good.returncode == 0, good.stderr
     assert '"Blob"' in (tmp_path / "out.ndjson").read_text()    # a name only the user XML defines
+
+
+def test_the_lazy_shipped_model_equals_parsing_every_file():
+    """Shipped objects are parsed on first use, one `<id>.xml` each: the model must still be
+    the same as parsing the whole directory, and a file defining another object is refused."""
+    from monitor import objects
+    eager = {}
+    for path in sorted(objects.SHIPPED_DIR.glob("*.xml")):
+        for obj in objects.parse_file(path):
+            assert path.stem == str(obj.id), f"{path.name} defines object {obj.id}"
+            eager[obj.id] = obj
+    model = ObjectModel.builtin()
+    assert len(model) == len(eager) and model.object_ids() == sorted(eager)
+    assert {oid: model.object(oid) for oid in eager} == eager
+    assert model.object(9999) is None and model.resource(9999, 0) is None
+
+
+def test_a_shipped_file_must_define_its_own_object(tmp_path, monkeypatch):
+    from monitor import objects
+    (tmp_path / "5.xml").write_text(OBJECT_XML.format(name="Not five", oid=6, res="r", type="String"))
+    monkeypatch.setattr(objects, "SHIPPED_DIR", tmp_path)
+    objects.shipped_object.cache_clear()
+    try:
+        with pytest.raises(ObjectModelError, match="must define object 5"):
+            objects.shipped_object(5)
+    finally:
+        objects.shipped_object.cache_clear()

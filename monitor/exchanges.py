@@ -175,13 +175,18 @@ class ExchangeMatcher:
     """Feed CoAP messages of one direction at a time; get back completed exchanges."""
 
     def __init__(self, *, max_pending_per_flow: int = 4096, max_observations_per_flow: int = 1024,
-                 max_dedup: int = 1 << 18, max_notification_mids: int = 1 << 16):
+                 max_dedup: int = 1 << 19, max_notification_mids: int = 1 << 16):
         self.stats = MatcherStats()
         self.max_pending = max_pending_per_flow
         self.max_observations = max_observations_per_flow
         self.max_dedup = max_dedup
-        # (flow, sender, type, MID) → time last seen, oldest first; all flows share it (bounded)
-        self._seen: OrderedDict[int, int] = OrderedDict()
+        # (flow, sender, type, MID) → time last seen, all flows together, in two generations:
+        # messages go into `_seen`; once it holds max_dedup / 2 or spans EXCHANGE_LIFETIME it
+        # becomes `_seen_old` and the previous old one is forgotten whole (two plain dicts: an
+        # OrderedDict's per-entry bookkeeping was a few per cent of a plain run)
+        self._seen: dict[int, int] = {}
+        self._seen_old: dict[int, int] = {}
+        self._seen_since = 0
         # (flow, notifier, MID) of recent notifications → their observation, so that an RST
         # answering one cancels it (RFC 7641 §3.6); all flows share it, newest kept
         self.max_notification_mids = max_notification_mids
@@ -190,29 +195,31 @@ class ExchangeMatcher:
     # --- messaging layer ----------------------------------------------------------------
     def _duplicate(self, flow: FlowState, msg: coap.Message, dgram: Datagram) -> bool:
         """Same sender, MID and type within EXCHANGE_LIFETIME: a retransmission (RFC 7252 §4.5).
-        One table for every flow holds at most `max_dedup` recent messages, oldest forgotten
-        first: at 10,000 messages/s the default (262,144) still spans the 45 s over which a
-        CON is retransmitted (MAX_TRANSMIT_SPAN)."""
+        The table for every flow holds at most `max_dedup` recent messages and always the
+        newest `max_dedup` / 2: at 10,000 messages/s the default (524,288) still spans the 45 s
+        over which a CON is retransmitted (MAX_TRANSMIT_SPAN)."""
         ts = dgram.ts_ns
         key = flow.fid << 19 | msg.type << 17 | _sender_mid(flow, dgram.src, msg.mid)
         seen = self._seen
         prev = seen.get(key)
-        if prev is not None:
-            if ts - prev <= EXCHANGE_LIFETIME_NS:
-                return True
-            del seen[key]                          # re-insert at the end: insertion order = time order
+        if prev is None:
+            prev = self._seen_old.get(key)
+        if prev is not None and ts - prev <= EXCHANGE_LIFETIME_NS:
+            return True
+        if not seen:
+            self._seen_since = ts
+        elif len(seen) >= self.max_dedup >> 1 or ts - self._seen_since > EXCHANGE_LIFETIME_NS:
+            # everything in the old generation is older than this one's start: past its
+            # lifetime when the rotation is by time, the oldest beyond the bound when by size
+            self._seen_old = seen
+            seen = self._seen = {}
+            self._seen_since = ts
         seen[key] = ts
-        if len(seen) > self.max_dedup:
-            seen.popitem(last=False)
-        else:
-            oldest = next(iter(seen.values()))
-            if ts - oldest > EXCHANGE_LIFETIME_NS:
-                seen.popitem(last=False)
         return False
 
     @property
     def dedup_entries(self) -> int:
-        return len(self._seen)
+        return len(self._seen) + len(self._seen_old)
 
     def feed(self, flow: FlowState, msg: coap.Message, dgram: Datagram, carrier: Carrier) -> list[Exchange]:
         """Process one message; return exchanges it completes (zero, one, or an expired batch)."""

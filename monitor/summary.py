@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from functools import partial
+
+
+_SECURITY = "_security:"
+
+
+def _most_first(kv: tuple[str, int]) -> tuple[int, str]:
+    return -kv[1], kv[0]
 
 
 def print_summary(result, out_path: str, reports=(), file=None) -> None:
@@ -14,16 +20,15 @@ def print_summary(result, out_path: str, reports=(), file=None) -> None:
     s, c = p.stats, result.capture
     rows = []
     for ep, counts in sorted(p.endpoint_stats.items()):
-        ops = Counter({k: v for k, v in counts.items() if not k.startswith("_")})
-        security = sorted(k.split(":", 1)[1] for k in counts if k.startswith("_security:"))
-        top = ", ".join(f"{name} {n}" for name, n in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
-        rows.append((ep, sum(ops.values()), counts.get("_errors", 0), "+".join(security) or "-", top))
+        ops = sorted(((k, v) for k, v in counts.items() if k[:1] != "_"), key=_most_first)
+        security = sorted(k[len(_SECURITY):] for k in counts if k.startswith(_SECURITY))
+        top = ", ".join(f"{name} {n}" for name, n in ops[:6])
+        rows.append((ep, sum(n for _, n in ops), counts.get("_errors", 0), "+".join(security) or "-", top))
     if rows:
         w = max(len(r[0]) for r in rows)
-        say(f"{'endpoint':<{w}}  {'ops':>6}  {'errors':>6}  {'security':<12}  operations")
-        for ep, n, errors, security, top in rows:
-            say(f"{ep:<{w}}  {n:>6}  {errors:>6}  {security:<12}  {top}")
-        say()
+        lines = [f"{'endpoint':<{w}}  {'ops':>6}  {'errors':>6}  {'security':<12}  operations"]
+        lines += [f"{ep:<{w}}  {n:>6}  {errors:>6}  {security:<12}  {top}" for ep, n, errors, security, top in rows]
+        say("\n".join(lines) + "\n")      # one write: a fleet's table is thousands of lines
     errors = sum(s.decode_errors.values())
     say(f"packets {c.frames:,}  udp datagrams {s.datagrams:,}  dtls datagrams {s.dtls_datagrams:,}  "
           f"coap messages {s.coap_messages:,}  exchanges {s.operations + s.coap_exchanges:,} "

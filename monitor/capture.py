@@ -20,7 +20,7 @@ from parsers.errors import ParseError
 from parsers.netlayers import Fragment, Skip, Udp, decode, transport
 from parsers.pcapfile import Numbered, Packet, Reader, Secrets, UdpShard, split_ends, udp_ends
 
-from .datagram import TS_NS_MAX, TS_NS_MIN, Datagram, Ends, flow_key
+from .datagram import TS_NS_MAX, TS_NS_MIN, Datagram, Ends, datagram_of, flow_key
 from .ip_reassembly import Reassembler
 from .shard_key import ShardFilter, udp_shard
 
@@ -317,10 +317,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool | None, stats: CaptureStats,
                     frames += 1
                     ts, raw, payload = rec
                     ends = known_ends(raw)
-                    if ends is None:
-                        ends = new_ends(raw)
-                    a, b = ends[0], ends[1]
-                    yield Datagram(ts, a[0], a[1], b[0], b[1], payload, frame, path, False, ends)
+                    yield datagram_of(ts, ends if ends is not None else new_ends(raw), payload, frame, path)
                     continue
                 if rec is None:                 # ... of another shard's client
                     frame += 1
@@ -344,9 +341,7 @@ def _datagrams(path: str, f: BinaryIO, gz: bool | None, stats: CaptureStats,
                     src, sport, dst, dport, payload = r
                     if keep is not None and not keep(src, sport, dst, dport):
                         continue
-                    ends = names.udp_ends(src, sport, dst, dport)
-                    a, b = ends[0], ends[1]
-                    yield Datagram(ts, a[0], a[1], b[0], b[1], payload, frame, path, False, ends)
+                    yield datagram_of(ts, names.udp_ends(src, sport, dst, dport), payload, frame, path)
                 elif type(r) is Fragment:
                     d = _fragment(r, ts, frame, path, reasm, stats, names, keep)
                     if d is not None:
@@ -387,9 +382,7 @@ def _fragment(frag: Fragment, ts_ns: int, frame: int, path: str, reasm: Reassemb
     if type(r) is Udp:
         if keep is not None and not keep(r.src, r.src_port, r.dst, r.dst_port):
             return None
-        ends = names.udp_ends(r.src, r.src_port, r.dst, r.dst_port)
-        a, b = ends[0], ends[1]
-        return Datagram(ts_ns, a[0], a[1], b[0], b[1], r.payload, frame, path, False, ends)
+        return datagram_of(ts_ns, names.udp_ends(r.src, r.src_port, r.dst, r.dst_port), r.payload, frame, path)
     _count_skip(cast(Skip, r), stats)
     return None
 

@@ -81,3 +81,10 @@ class Datagram:
     def __repr__(self) -> str:
         return (f"Datagram(ts_ns={self.ts_ns}, src={self.src_ip}:{self.src_port}, dst={self.dst_ip}:{self.dst_port}, "
                 f"{len(self.payload)} bytes, frame={self.frame}, source={self.source!r}, live={self.live})")
+
+
+def datagram_of(ts_ns: int, ends: Ends, payload: bytes, frame: int, source: str,
+                live: bool = False) -> Datagram:
+    """A datagram between the shared `ends` a capture reader keeps (`AddressText.ends`)."""
+    a, b = ends[0], ends[1]
+    return Datagram(ts_ns, a[0], a[1], b[0], b[1], payload, frame, source, live, ends)

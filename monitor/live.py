@@ -63,7 +63,7 @@ from typing import Callable, TextIO
 from parsers.netlayers import Fragment, Udp, decode, transport
 
 from .capture import AddressText
-from .datagram import Datagram
+from .datagram import Datagram, datagram_of
 from .ip_reassembly import Reassembler
 from .pcap_ring import Ring
 from .stats_events import InterfaceStats, SensorStats, stats_document, stats_line
@@ -130,9 +130,8 @@ class FrameDecoder:
         r = decode(self.linktype, data, origlen)
         if r.__class__ is Udp:
             src, sport, dst, dport, payload = r
-            ends = self._names.udp_ends(src, sport, dst, dport)
-            a, b = ends[0], ends[1]
-            return Datagram(ts_ns, a[0], a[1], b[0], b[1], payload, self.frame, self.interface, True, ends)
+            return datagram_of(ts_ns, self._names.udp_ends(src, sport, dst, dport), payload, self.frame,
+                               self.interface, True)
         st = self.stats
         if r.__class__ is Fragment:
             st.ip_fragments += 1
@@ -143,10 +142,8 @@ class FrameDecoder:
             first, payload = done
             r = transport(first, payload)
             if r.__class__ is Udp:
-                ends = self._names.udp_ends(r.src, r.src_port, r.dst, r.dst_port)
-                a, b = ends[0], ends[1]
-                return Datagram(ts_ns, a[0], a[1], b[0], b[1], r.payload, self.frame, self.interface,
-                                True, ends)
+                return datagram_of(ts_ns, self._names.udp_ends(r.src, r.src_port, r.dst, r.dst_port),
+                                   r.payload, self.frame, self.interface, True)
         kind = r.kind
         if kind == "non_udp":
             st.non_udp += 1

@@ -119,7 +119,9 @@ class ObjectModel:
         return obj
 
     def resource(self, oid: int, rid: int) -> ResourceDef | None:
-        obj = self.object(oid)
+        obj = self._objects.get(oid)          # per decoded value: the parsed case without a call
+        if obj is None:
+            obj = self.object(oid)
         return None if obj is None else obj.resources.get(rid)
 
     def object_ids(self) -> list[int]:

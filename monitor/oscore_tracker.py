@@ -231,7 +231,7 @@ class OscoreTracker:
             self.stats["malformed"] += 1
             return self._failed(dgram, opt.kid, opt.kid_context, opt.piv,
                                 MISSING_KID if opt.kid is None else MISSING_PIV, from_client)
-        flow = _flow_key(dgram)
+        flow = dgram.flow
         candidates: list[_Candidate] = []
         rederive: list[_Candidate] = []
         for cfg_index, is_client in self._by_sender.get(opt.kid, ()):
@@ -356,7 +356,7 @@ class OscoreTracker:
                          extra={"replay": {"kind": verdict, "count": flow.replays}})
             result.documents.append(self._doc(dgram, "replay", "failure", rf, client, server))
         if msg.is_request and opt.kid_context is not None:
-            fkey = (_flow_key(dgram), cand.cfg_index)
+            fkey = (dgram.flow, cand.cfg_index)
             previous = self._active.get(fkey, cfg.id_context)
             self._active[fkey] = cand.id_context
             self._active.move_to_end(fkey)
@@ -380,7 +380,7 @@ class OscoreTracker:
 
     def _flow(self, dgram: Datagram, facts: events.Facts, client: Address | None, server: Address | None,
               out: list[dict]) -> _Flow:
-        key = (_flow_key(dgram), facts.sender, facts.kid, facts.id_context, facts.fingerprint)
+        key = (dgram.flow, facts.sender, facts.kid, facts.id_context, facts.fingerprint)
         flow = self._flows.get(key)
         if flow is None:
             flow = self._flows[key] = _Flow(dgram, client, server, facts)
@@ -396,7 +396,7 @@ class OscoreTracker:
                 error: str, from_client: bool | None) -> OscoreResult:
         result = OscoreResult(None, kid, kid_context, piv, False, error, from_client=from_client)
         # One document per (flow, kid, error) on first occurrence; the count comes in its summary.
-        key = (_flow_key(dgram), kid, error)
+        key = (dgram.flow, kid, error)
         flow = self._failed_flows.get(key)
         if flow is None:
             client, server = _roles(dgram, from_client)
@@ -435,10 +435,6 @@ class OscoreTracker:
         self._flows.clear()
         self._failed_flows.clear()
         return docs
-
-
-def _flow_key(dgram: Datagram) -> tuple:
-    return dgram.flow
 
 
 def _roles(dgram: Datagram, from_client: bool | None) -> tuple[Address | None, Address | None]:

@@ -348,8 +348,7 @@ class Pipeline:
 
     def _anomaly(self, dgram: Datagram, reason: str, detail: str, out: list[dict]) -> None:
         self.stats.decode_errors[reason] += 1
-        a, b = dgram.src, dgram.dst
-        key = ((a, b) if a <= b else (b, a), reason)
+        key = (dgram.flow, reason)
         counts = self._anomaly_counts
         n = counts.get(key, 0) + 1
         counts[key] = n

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from parsers import coap
 
-from .datagram import Datagram
+from .datagram import Datagram, datagram_of
 from .ecs import community_id
 
 Address = tuple     # (ip text, port); a plain `tuple`: see datagram.Address
@@ -365,8 +365,8 @@ class ExchangeMatcher:
         """A notification whose Observe request came before the capture began: an observation
         with an unknown request, so its notifications are still reported (with no path)."""
         request = coap.Message(coap.CON, coap.GET, msg.mid, msg.token, ((coap.OBSERVE, b""),), b"")
-        origin = Datagram(dgram.ts_ns, dgram.dst_ip, dgram.dst_port, dgram.src_ip, dgram.src_port, b"",
-                          dgram.frame, dgram.source, dgram.live, (dgram.dst, dgram.src, dgram.flow))
+        origin = datagram_of(dgram.ts_ns, (dgram.dst, dgram.src, dgram.flow), b"", dgram.frame,
+                             dgram.source, dgram.live)
         obs = Exchange(request, origin, carrier, orphan=True)
         flow.observations[key] = obs
         if len(flow.observations) > self.max_observations:

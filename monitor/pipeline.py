@@ -684,10 +684,8 @@ class Pipeline:
             return
         f.identity = ident                   # the session's {value, type}: read-only, as the layer
         if f.endpoint is not None:
-            value = ident["value"]
-            mapped = self.keys.identities        # KeyStore.expected_endpoint, without an interpreted call
-            expected = mapped.get(str(value)) if mapped else None
-            f.matches_endpoint = f.endpoint == (expected if expected is not None else value)
+            expected = self.keys.expected_endpoint(str(ident["value"]))
+            f.matches_endpoint = f.endpoint == (expected if expected is not None else ident["value"])
 
 
 def _link_targets(body: bytes) -> list[str]:

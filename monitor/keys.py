@@ -12,9 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-import yaml
-
-from .yaml_loader import load_fast
+from .yaml_loader import is_yaml_error, load_fast
 
 
 class KeysError(Exception):
@@ -97,7 +95,9 @@ def load(path: str) -> KeyStore:
         raise KeysError(f"{path}: keys file not found") from None
     except OSError as exc:
         raise KeysError(f"{path}: cannot read keys file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
+    except Exception as exc:                # noqa: BLE001 — re-raised unless PyYAML's
+        if not is_yaml_error(exc):
+            raise
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise KeysError(f"{path}: not valid YAML{where}") from None

@@ -25,31 +25,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import orjson
-import yaml
 
-from . import rule_facts
+from . import rule_cache, rule_facts
 from .alerts import RuleInfo, alert_document, ts_ns
 from .ecs import get_path, timestamp
-from .sinks import dumps_line_plain
+from .rule_specs import LEVELS, PRODUCT, SLUG, CorrelationSpec, RuleError, RuleSpec, Spec, line_of, parse_rule_file  # noqa: F401
 from .sigma_codegen import generate_rule, generate_runner
-from .sigma_compile import Unsupported, detection_fields, field_getter, required_values
-from .yaml_loader import safe_load
+from .sigma_compile import field_getter
+from .sinks import dumps_line_plain
 
 # from the package, not this module's `__file__`: compiled by mypyc (its group library lives in
 # monitor/), that names a path one directory too deep
 BUILTIN_DIR = Path(sys.modules[__package__].__file__ or ".").resolve().parent.parent / "rules"
-LEVELS = ("informational", "low", "medium", "high", "critical")
 _RANK = {lvl: i for i, lvl in enumerate(LEVELS)}
-PRODUCT = "lwm2m-monitor"
 DEFAULT_FOLD_S = 300
-SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 MAX_GROUPS = 100_000                     # correlation groups and fold states are bounded
 MAX_CANDIDATE_KEYS = 4096                # (dataset, action) pairs whose rule list is kept
 MAX_SHARED_LINES = 4096                  # evidence lines waiting for the sink (it takes them every few documents)
-
-
-class RuleError(ValueError):
-    """A rule file or the rule configuration is invalid; the message names file and line."""
 
 
 @dataclass
@@ -65,7 +57,7 @@ class Rule:
     enabled: bool = True
     silent: bool = False                   # a correlation's base rule: feeds it, raises nothing
     correlations: list["Correlation"] = field(default_factory=list)
-    sigma: Any = None                       # the pySigma rule (None: a rule built in code)
+    conditions: tuple | None = None          # sigma_ir trees (None: a rule built in code)
     # casefolded values event.action / event.dataset must have for `match` to be true (None: any)
     needs_action: frozenset[str] | None = None
     needs_dataset: frozenset[str] | None = None
@@ -93,7 +85,7 @@ class Correlation:
     value_field: str | None
     fold_ns: int = DEFAULT_FOLD_S * 10**9
     enabled: bool = True
-    sigma: Any = None                       # the pySigma rule (None: a rule built in code)
+    generate: bool = False                  # the base rules raise their own alerts too
     windows: dict = field(default_factory=dict)
 
 
@@ -112,21 +104,7 @@ class _Fold:
     ids: list[str] = field(default_factory=list)
 
 
-def _line_of(text: str, *needles: str) -> int:
-    for needle in needles:
-        if not needle:
-            continue
-        for i, line in enumerate(text.splitlines(), 1):
-            if needle in line:
-                return i
-    return 1
-
-
-def _error_line(text: str, msg: str) -> int:
-    """Best line for a pySigma message: a quoted name it mentions, else a key it names, else 1."""
-    quoted = [q for q in re.findall(r"'([^']+)'", msg) if q in text]
-    keys = [f"{w}:" for w in re.findall(r"[a-z_|-]+", msg) if len(w) > 3 and re.search(rf"^\s*{re.escape(w)}:", text, re.M)]
-    return _line_of(text, *quoted, *keys) if quoted or keys else 1
+_line_of = line_of
 
 
 def _duration_ns(value, where: str) -> int:
@@ -138,82 +116,64 @@ def _duration_ns(value, where: str) -> int:
     return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] * 10**9
 
 
-def _info(sigma_rule, category: str) -> RuleInfo:
-    return RuleInfo(name=sigma_rule.name, id=str(sigma_rule.id), title=sigma_rule.title,
-                    description=(sigma_rule.description or "").strip(),
-                    references=tuple(sigma_rule.references or ()), category=category,
-                    tags=tuple(str(t) for t in (sigma_rule.tags or ())))
+class _LazyMatch:
+    """A rule's own predicate, generated on first use: the engine runs its rules through
+    per-(dataset, action) runners and needs this only for documents with odd action types."""
+
+    __slots__ = ("conditions", "name", "fn")
+
+    def __init__(self, conditions: tuple, name: str) -> None:
+        self.conditions, self.name = conditions, name
+        self.fn: Callable[[dict], bool] | None = None
+
+    def __call__(self, doc) -> bool:
+        fn = self.fn
+        if fn is None:
+            fn = self.fn = generate_rule(self.conditions, self.name)
+        return fn(doc)
 
 
-def _level(sigma_rule) -> str:
-    return sigma_rule.level.name.lower() if sigma_rule.level is not None else "medium"
+def build_item(spec: Spec) -> "Rule | Correlation":
+    """A fresh engine object from a parsed spec (the engine's settings change these)."""
+    if isinstance(spec, CorrelationSpec):
+        return Correlation(info=spec.info, level=spec.level, path=spec.path, kind=spec.kind, base=spec.base,
+                           group_by=spec.group_by, timespan_ns=spec.timespan_ns, op=spec.op,
+                           threshold=spec.threshold, value_field=spec.value_field, generate=spec.generate)
+    return Rule(info=spec.info, level=spec.level, path=spec.path, category=spec.category,
+                match=_LazyMatch(spec.conditions, spec.info.name), fields=frozenset(spec.fields),
+                severity_mapping=tuple((field_getter(f), v, lvl) for f, v, lvl in spec.severity_mapping),
+                conditions=spec.conditions, needs_action=spec.needs_action, needs_dataset=spec.needs_dataset)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _text(path: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def load_file(path: str) -> list:
     """Parses one rule file into `Rule`/`Correlation` objects (correlation bases unresolved)."""
-    from sigma.correlations import SigmaCorrelationRule
-    from sigma.exceptions import SigmaError
-    from sigma.rule import SigmaRule
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        raw = safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise RuleError(f"{path}:{line}: YAML error: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise RuleError(f"{path}:1: not a Sigma rule (one YAML mapping per file)")
-    try:
-        cls = SigmaCorrelationRule if "correlation" in raw else SigmaRule
-        sigma_rule = cls.from_dict(raw)
-    except SigmaError as exc:
-        raise RuleError(f"{path}:{_error_line(text, str(exc))}: {exc}") from None
-    name = raw.get("name")
-    if not isinstance(name, str) or not SLUG.match(name):
-        raise RuleError(f"{path}:{_line_of(text, 'name:')}: `name` must be a lower-case slug like nosec-transport")
-    if "id" not in raw:
-        raise RuleError(f"{path}:1: `id` (UUID) is missing")
-    where = f"{path}:{_line_of(text, 'level:')}"
-    level = _level(sigma_rule)
-    if isinstance(sigma_rule, SigmaCorrelationRule):
-        c = sigma_rule
-        cond: Any = c.condition           # event_count/value_count: op, count, fieldref
-        if c.type.name.lower() not in ("event_count", "value_count"):
-            raise RuleError(f"{path}:{_line_of(text, 'type:')}: correlation type {c.type.name.lower()} is not "
-                            f"supported (event_count, value_count)")
-        return [Correlation(
-            info=_info(c, "correlation"), level=level, path=path, kind=c.type.name.lower(),
-            base=tuple(r.reference for r in c.rules or ()), group_by=tuple(c.group_by or ()),
-            timespan_ns=int(c.timespan.seconds) * 10**9, op=cond.op.name.lower(), threshold=int(cond.count),
-            value_field=cond.fieldref, sigma=c)]
-    assert isinstance(sigma_rule, SigmaRule)
-    ls = raw.get("logsource") or {}
-    if ls.get("product") != PRODUCT:
-        raise RuleError(f"{path}:{_line_of(text, 'product:', 'logsource:')}: logsource.product must be {PRODUCT}")
-    try:
-        match = generate_rule(sigma_rule)
-        used = detection_fields(sigma_rule)
-        needs_action = required_values(sigma_rule, "event.action")
-        needs_dataset = required_values(sigma_rule, "event.dataset")
-    except Unsupported as exc:
-        raise RuleError(f"{path}:{_line_of(text, 'detection:')}: {exc}") from None
-    except SigmaError as exc:                 # condition errors surface when the condition is parsed
-        raise RuleError(f"{path}:{_error_line(text, str(exc)) if 'condition' not in str(exc) else _line_of(text, 'condition:')}: {exc}") from None
-    mapping = []
-    for i, m in enumerate(raw.get("severity_mapping") or ()):
-        if not isinstance(m, dict) or not {"field", "value", "level"} <= set(m) or m["level"] not in LEVELS:
-            raise RuleError(f"{path}:{_line_of(text, 'severity_mapping:')}: severity_mapping[{i}] needs field, value, level")
-        mapping.append((field_getter(m["field"]), m["value"], m["level"]))
-        used.add(m["field"])
-    if level not in LEVELS:
-        raise RuleError(f"{where}: level must be one of {', '.join(LEVELS)}")
-    category = ls.get("category")
-    return [Rule(info=_info(sigma_rule, category or "lwm2m"), level=level, path=path, category=category,
-                 match=match, fields=frozenset(used), severity_mapping=tuple(mapping), sigma=sigma_rule,
-                 needs_action=needs_action, needs_dataset=needs_dataset)]
+    return [build_item(s) for s in parse_rule_file(path, _text(path, _read(path)))]
+
+
+def load_specs(paths: list[str]) -> list[Spec]:
+    """The specs of these rule files, in order: from `rule_cache` when the same files were
+    parsed before by the same code, else parsed (and cached)."""
+    files = [(p, _read(p)) for p in paths]
+    key = rule_cache.rule_set_key(files)
+    specs = rule_cache.load(key)
+    if specs is None:
+        specs = [s for p, data in files for s in parse_rule_file(p, _text(p, data))]
+        rule_cache.store(key, specs)
+    return specs
 
 
 def rule_files(dirs: list[str | os.PathLike]) -> list[str]:
@@ -248,6 +208,9 @@ class RuleConfig:
     def load(cls, path: str | None) -> "RuleConfig":
         if not path:
             return cls()
+        import yaml                           # only with a config file: a plain run never loads PyYAML
+
+        from .yaml_loader import safe_load
         try:
             text = Path(path).read_text(encoding="utf-8")
             raw = safe_load(text) or {}
@@ -315,10 +278,7 @@ class RuleEngine:
         if not isinstance(config, RuleConfig):
             config = RuleConfig.load(config)
         dirs = ([builtin_dir] if builtin_dir else []) + list(extra_dirs or ())
-        items = []
-        for f in rule_files(dirs):
-            items.extend(load_file(f))
-        return cls.build(items, config)
+        return cls.build([build_item(s) for s in load_specs(rule_files(dirs))], config)
 
     @classmethod
     def from_cli(cls, extra_dirs=(), config_path: str | None = None, keys=None, psk_wordlist: str | None = None):
@@ -357,7 +317,7 @@ class RuleEngine:
                     raise RuleError(f"{c.path}:{_line_of(Path(c.path).read_text(), b)}: correlation refers to "
                                     f"unknown rule {b!r}")
                 by_name[b].correlations.append(c)
-                if not getattr(c.sigma, "generate", False):
+                if not c.generate:
                     by_name[b].silent = True
         for it in items:
             settings = config.rules.get(it.info.name, {})
@@ -443,8 +403,9 @@ class RuleEngine:
         names = tuple(r.info.name for r in rules)
         run = self._by_rules.get(names)
         if run is None:
-            if all(r.sigma is not None for r in rules):
-                run = generate_runner([(r.sigma, r) for r in rules])
+            pairs: list[tuple[tuple, object]] = [(r.conditions, r) for r in rules if r.conditions is not None]
+            if len(pairs) == len(rules):
+                run = generate_runner(pairs)
             else:
                 def run(doc, hit, out, rules=rules):
                     for rule in rules:

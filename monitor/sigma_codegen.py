@@ -1,7 +1,8 @@
 """Generates one Python function per Sigma rule: the condition as a single expression.
 
-`generate_rule(rule) -> Callable[[dict], bool]` gives the same answer as
-`sigma_compile.compile_rule(rule)` (the closure compiler stays the reference) at a fraction
+`generate_rule(conditions) -> Callable[[dict], bool]` (conditions: `sigma_ir`'s plain-data
+trees) gives the same answer as `sigma_compile.compile_rule(conditions)` (the closure
+compiler stays the reference) at a fraction
 of the calls: every rule runs on every document, and a tree of closures costs a call per
 node. The generated body walks nested dicts inline (`(v := v.get('security')) is not None`),
 tests exact `str` values inline (casefolded equality, set membership, a wildcard regex) and
@@ -14,12 +15,8 @@ namespace the function is compiled in.
 """
 from __future__ import annotations
 
-from sigma.conditions import (ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT,
-                              ConditionOR)
-from sigma.types import SigmaBool, SigmaString, SpecialChars
-
-from .sigma_compile import (Predicate, _any_value, _string_matcher, _value_matcher, compile_condition,
-                            compile_rule, plain_strings, set_matcher, wildcard_regex)
+from .sigma_compile import (MULTI, Predicate, _any_value, compile_condition, compile_rule, is_plain,
+                            plain_strings, set_matcher, string_matcher, value_matcher, wildcard_regex)
 
 
 LIST = object()      # a runner's second-level variable when the first level is a list
@@ -45,46 +42,42 @@ class _Source:
             self.names[name] = value
         return name
 
-    def node(self, node) -> str:
-        if isinstance(node, ConditionAND):
-            return "(" + " and ".join(self.node(a) for a in node.args) + ")"
-        if isinstance(node, ConditionOR):
-            wants = plain_strings(node.args)
+    def node(self, node: tuple) -> str:
+        kind = node[0]
+        if kind == "and":
+            return "(" + " and ".join(self.node(a) for a in node[1]) + ")"
+        if kind == "or":
+            wants = plain_strings(node[1])
             if wants is not None:             # as the reference does: one set, one walk
-                return self._shared(node.args[0].field, ("set", wants), lambda: self._set_test(wants))
-            return "(" + " or ".join(self.node(a) for a in node.args) + ")"
-        if isinstance(node, ConditionNOT):
-            return f"(not {self.node(node.args[0])})"
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            value = node.value
-            if isinstance(value, SigmaBool):
-                key: tuple = ("bool", value.boolean)
-            elif isinstance(value, SigmaString):
-                key = ("str", tuple(value.s))
-            else:
-                key = ()
-            test = self._value_test(value) if key else None
+                return self._shared(node[1][0][1], ("set", wants), lambda: self._set_test(wants))
+            return "(" + " or ".join(self.node(a) for a in node[1]) + ")"
+        if kind == "not":
+            return f"(not {self.node(node[1])})"
+        if kind == "field":
+            value = node[2]
+            test = self._value_test(value)
             if test is not None:
-                return self._shared(node.field, key, lambda: test)
+                return self._shared(node[1], value, lambda: test)
         return f"{self.const(compile_condition(node))}(doc)"     # the reference predicate
 
     def _set_test(self, wants: frozenset[str]) -> tuple[str, object]:
         matcher = set_matcher(wants)
         return f"(v.casefold() in {self.const(wants)} if v.__class__ is str else {self.const(matcher)}(v))", matcher
 
-    def _value_test(self, value) -> tuple[str, object] | None:
+    def _value_test(self, value: tuple) -> tuple[str, object] | None:
         """(expression over a non-None leaf `v`, reference matcher), None for the rare kinds."""
-        if isinstance(value, SigmaBool):
-            return f"(v is {value.boolean!r})", _value_matcher(value)
-        if not isinstance(value, SigmaString):
+        if value[0] == "bool":
+            return f"(v is {value[1]!r})", value_matcher(value)
+        if value[0] != "str":
             return None
-        matcher = _string_matcher(value)
+        parts = value[1]
+        matcher = string_matcher(parts)
         fallback = self.const(matcher)
-        if not value.contains_special():
-            return f"(v.casefold() == {value.to_plain().casefold()!r} if v.__class__ is str else {fallback}(v))", matcher
-        if all(p is SpecialChars.WILDCARD_MULTI for p in value.s):
+        if is_plain(parts):
+            return f"(v.casefold() == {''.join(parts).casefold()!r} if v.__class__ is str else {fallback}(v))", matcher
+        if all(p == MULTI for p in parts):
             return f"(v.__class__ is str or {fallback}(v))", matcher       # `*`: any string
-        full = self.const(wildcard_regex(value).fullmatch)
+        full = self.const(wildcard_regex(parts).fullmatch)
         return f"({full}(v) is not None if v.__class__ is str else {fallback}(v))", matcher
 
     def _shared(self, dotted: str, key: tuple, test) -> str:
@@ -133,10 +126,10 @@ class _Source:
         return f"((v := {second}) is not None and ({slow}(doc) if v is LIST else {out}))"
 
 
-def rule_source(rule) -> tuple[str, dict[str, object]]:
+def rule_source(conditions: tuple) -> tuple[str, dict[str, object]]:
     """The generated function's text and its namespace (without the reference fallback)."""
     src = _Source()
-    body = " or ".join(src.node(c.parse()) for c in rule.detection.parsed_condition)
+    body = " or ".join(src.node(c) for c in conditions)
     text = ("def match(doc):\n"
             "    if doc.__class__ is not dict:\n"
             "        return bool(reference(doc))\n"
@@ -144,27 +137,27 @@ def rule_source(rule) -> tuple[str, dict[str, object]]:
     return text, src.names
 
 
-def generate_rule(rule) -> Predicate:
+def generate_rule(conditions: tuple, name: str = "") -> Predicate:
     """The rule's predicate as one generated function; the closure predicate when the
     condition is too deep to compile."""
-    reference = compile_rule(rule)
-    text, names = rule_source(rule)
+    reference = compile_rule(conditions)
+    text, names = rule_source(conditions)
     namespace = {"any": any, "map": map, "bool": bool, "dict": dict, "list": list,
                  "str": str, "reference": reference, **names}     # real builtins: C code called from here imports
     try:
-        code = compile(text, f"<sigma rule {getattr(rule, 'name', None) or rule.id}>", "exec")
+        code = compile(text, f"<sigma rule {name}>", "exec")
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return reference
     exec(code, namespace)                    # defines `match` from our own generated text
     return namespace["match"]
 
 
-def runner_source(rules: list[tuple[object, object]]) -> tuple[str, dict[str, object]]:
-    """Text of `run(doc, hit, out)` over (SigmaRule, target) pairs, in order, and its namespace."""
+def runner_source(rules: list[tuple[tuple, object]]) -> tuple[str, dict[str, object]]:
+    """Text of `run(doc, hit, out)` over (conditions, target) pairs, in order, and its namespace."""
     src = _Source(hoist=True)
     tests = []
-    for sigma_rule, target in rules:
-        body = " or ".join(src.node(c.parse()) for c in sigma_rule.detection.parsed_condition)
+    for conditions, target in rules:
+        body = " or ".join(src.node(c) for c in conditions)
         tests.append(f"    if {body}:\n        hit({src.const(target)}, doc, out)\n")
     body, shared = src.resolve("".join(tests))
     hoisted = "".join(f"    {var} = doc.get({key!r})\n" for key, var in src.top.items())
@@ -177,13 +170,13 @@ def runner_source(rules: list[tuple[object, object]]) -> tuple[str, dict[str, ob
     return text, {**src.names, "LIST": LIST}
 
 
-def generate_runner(rules: list[tuple[object, object]]):
-    """`run(doc, hit, out)`: calls `hit(target, doc, out)` for each (SigmaRule, target) whose
+def generate_runner(rules: list[tuple[tuple, object]]):
+    """`run(doc, hit, out)`: calls `hit(target, doc, out)` for each (conditions, target) whose
     rule matches, in order, exactly as a loop over the rules' predicates would; one call per
     document instead of one per rule, each first- and second-level field read once, and a test
     several rules make (`lwm2m.security: NoSec`) evaluated once. A hit may only add the
     top-level `tags` (the engine's informational tagging); later rules see that change."""
-    pairs = [(target, compile_rule(sigma_rule)) for sigma_rule, target in rules]
+    pairs = [(target, compile_rule(conditions)) for conditions, target in rules]
 
     def reference(doc, hit, out) -> None:
         for target, match in pairs:

@@ -1,11 +1,13 @@
-"""Compiles a parsed Sigma detection (pySigma's condition tree) into one Python predicate.
+"""Compiles a Sigma detection (`sigma_ir`'s plain-data condition tree) into one Python predicate.
 
-`compile_rule(rule) -> Callable[[dict], bool]` over our nested documents with dotted field
+`compile_rule(conditions) -> Callable[[dict], bool]` over our nested documents with dotted field
 names. Done once per rule at load time. This is the reference semantics: the engine runs the
 code `sigma_codegen` generates from the same tree, which falls back on these closures.
-Semantics follow the Sigma specification: strings match case-insensitively, `*`/`?` are
-wildcards, a list value in the document matches when any element matches, `null` matches a
-missing field. A construct we cannot evaluate raises `Unsupported` at load time, never later.
+Semantics follow the Sigma specification: strings match case-insensitively (`|cased` ones
+exactly), `*`/`?` are wildcards, a list value in the document matches when any element matches,
+`null` matches a missing field. A construct we cannot evaluate raises `Unsupported` when the
+tree is built (`sigma_ir`) or compiled, never later. No pySigma import: a cached rule set
+(`rule_cache`) compiles without it.
 """
 from __future__ import annotations
 
@@ -14,14 +16,9 @@ import ipaddress
 import re
 from typing import Callable
 
-from sigma.conditions import (ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT,
-                              ConditionOR, ConditionValueExpression)
-from sigma.types import (CompareOperators, SigmaBool, SigmaCIDRExpression, SigmaCompareExpression,
-                         SigmaExists, SigmaNull, SigmaNumber, SigmaRegularExpression, SigmaString,
-                         SpecialChars)
-
 Predicate = Callable[[dict], bool]
 _MISSING = ()
+MULTI, SINGLE = 1, 2                  # the wildcards `*` and `?` among a string value's parts
 
 
 class Unsupported(ValueError):
@@ -72,17 +69,44 @@ def field_getter(dotted: str) -> Callable[[dict], tuple]:
     return get
 
 
-def wildcard_regex(s: SigmaString) -> re.Pattern:
-    """The regex a string with `*`/`?` must fully match (case-insensitive, `*` spans newlines)."""
-    pattern = "".join(
-        ".*" if p is SpecialChars.WILDCARD_MULTI else "." if p is SpecialChars.WILDCARD_SINGLE
-        else re.escape(p) for p in s.s)
-    return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+def is_plain(parts: tuple) -> bool:
+    """A string value without wildcards."""
+    return all(p.__class__ is str for p in parts)
 
 
-def _string_matcher(s: SigmaString) -> Callable[[object], bool]:
-    if not s.contains_special():
-        want = s.to_plain().casefold()
+def wildcard_regex(parts: tuple, cased: bool = False) -> re.Pattern:
+    """The regex a string with `*`/`?` must fully match (case-insensitive unless `cased`, `*`
+    spans newlines)."""
+    pattern = "".join(".*" if p == MULTI else "." if p == SINGLE else re.escape(p) for p in parts)
+    return re.compile(pattern, re.DOTALL if cased else re.IGNORECASE | re.DOTALL)
+
+
+def _as_text(v) -> str | None:
+    """How a scalar leaf compares with a string value (Sigma matches numbers and booleans as text)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return None
+
+
+def _cased_matcher(parts: tuple) -> Callable[[object], bool]:
+    if is_plain(parts):
+        want = "".join(parts)
+        return lambda v: _as_text(v) == want
+    rx = wildcard_regex(parts, cased=True)
+
+    def wild(v) -> bool:
+        text = _as_text(v)
+        return text is not None and rx.fullmatch(text) is not None
+    return wild
+
+
+def string_matcher(parts: tuple) -> Callable[[object], bool]:
+    if is_plain(parts):
+        want = "".join(parts).casefold()
 
         def eq(v) -> bool:
             if isinstance(v, str):
@@ -93,7 +117,7 @@ def _string_matcher(s: SigmaString) -> Callable[[object], bool]:
                 return str(v) == want
             return False
         return eq
-    rx = wildcard_regex(s)
+    rx = wildcard_regex(parts)
 
     def wild(v) -> bool:
         if isinstance(v, bool):
@@ -104,9 +128,9 @@ def _string_matcher(s: SigmaString) -> Callable[[object], bool]:
     return wild
 
 
-_COMPARE = {
-    CompareOperators.LT: lambda a, b: a < b, CompareOperators.LTE: lambda a, b: a <= b,
-    CompareOperators.GT: lambda a, b: a > b, CompareOperators.GTE: lambda a, b: a >= b,
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "neq": lambda a, b: a != b,
 }
 
 
@@ -123,31 +147,32 @@ def _number(v) -> float | None:
     return None
 
 
-def _value_matcher(value) -> Callable[[object], bool]:
-    if isinstance(value, SigmaString):
-        return _string_matcher(value)
-    if isinstance(value, SigmaBool):
-        want = value.boolean
+def value_matcher(value: tuple) -> Callable[[object], bool]:
+    """The test one document leaf must pass for a `sigma_ir` value (not null/exists)."""
+    kind = value[0]
+    if kind == "str":
+        return string_matcher(value[1])
+    if kind == "cstr":
+        return _cased_matcher(value[1])
+    if kind == "bool":
+        want = value[1]
         return lambda v: isinstance(v, bool) and v is want
-    if isinstance(value, SigmaNumber):
-        n = value.number
+    if kind == "num":
+        n = value[1]
         return lambda v: (not isinstance(v, bool) and isinstance(v, (int, float)) and v == n) or \
             (isinstance(v, str) and v == str(n))
-    if isinstance(value, SigmaCompareExpression):
-        op, n = _COMPARE[value.op], value.number.number
+    if kind == "cmp" and value[1] in _COMPARE:
+        op, n = _COMPARE[value[1]], value[2]
 
         def cmp(v) -> bool:
             x = _number(v)
             return x is not None and op(x, n)
         return cmp
-    if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for f in value.flags:
-            flags |= {"IGNORECASE": re.I, "MULTILINE": re.M, "DOTALL": re.S}.get(getattr(f, "name", ""), 0)
-        rx = re.compile(value.regexp.original, flags)
+    if kind == "re":
+        rx = re.compile(value[1], value[2])
         return lambda v: isinstance(v, str) and rx.search(v) is not None
-    if isinstance(value, SigmaCIDRExpression):
-        net = value.network
+    if kind == "cidr":
+        net = ipaddress.ip_network(value[1], strict=False)
 
         def cidr(v) -> bool:
             try:
@@ -155,7 +180,7 @@ def _value_matcher(value) -> Callable[[object], bool]:
             except ValueError:
                 return False
         return cidr
-    raise Unsupported(f"value type {type(value).__name__} is not supported")
+    raise Unsupported(f"value {kind!r} is not supported")
 
 
 def _any_value(dotted: str, match: Callable[[object], bool]) -> Predicate:
@@ -180,33 +205,34 @@ def _any_value(dotted: str, match: Callable[[object], bool]) -> Predicate:
     return pred
 
 
-def _field_predicate(expr: ConditionFieldEqualsValueExpression) -> Predicate:
-    value = expr.value
-    if isinstance(value, SigmaNull):
-        get = field_getter(expr.field)
+def _field_predicate(dotted: str, value: tuple) -> Predicate:
+    kind = value[0]
+    if kind == "null":
+        get = field_getter(dotted)
         return lambda doc: not get(doc)
-    if isinstance(value, SigmaExists):
-        get = field_getter(expr.field)
-        want = value.exists
+    if kind == "exists":
+        get = field_getter(dotted)
+        want = value[1]
         return lambda doc: bool(get(doc)) is want
-    return _any_value(expr.field, _value_matcher(value))
+    return _any_value(dotted, value_matcher(value))
 
 
-def _plain_string(node) -> bool:
-    return isinstance(node, ConditionFieldEqualsValueExpression) and isinstance(node.value, SigmaString) \
-        and not node.value.contains_special()
-
-
-def plain_strings(nodes: list) -> frozenset[str] | None:
+def plain_strings(nodes: tuple) -> frozenset[str] | None:
     """The casefolded strings of `field: [a, b, c]` (an OR of plain strings on one field);
     None when the OR is anything else."""
-    if len(nodes) < 2 or not all(_plain_string(n) for n in nodes) or len({n.field for n in nodes}) != 1:
+    if len(nodes) < 2:
         return None
-    return frozenset(n.value.to_plain().casefold() for n in nodes)
+    field = nodes[0][1] if nodes[0][0] == "field" else None
+    wants = []
+    for n in nodes:
+        if n[0] != "field" or n[1] != field or n[2][0] != "str" or not is_plain(n[2][1]):
+            return None
+        wants.append("".join(n[2][1]).casefold())
+    return frozenset(wants)
 
 
 def set_matcher(wants: frozenset[str]) -> Callable[[object], bool]:
-    """OR of `_string_matcher`s of plain strings as one set lookup."""
+    """OR of `string_matcher`s of plain strings as one set lookup."""
     def one_of(v) -> bool:
         if isinstance(v, str):
             return v.casefold() in wants
@@ -218,10 +244,10 @@ def set_matcher(wants: frozenset[str]) -> Callable[[object], bool]:
     return one_of
 
 
-def _one_of_strings(nodes: list) -> Predicate | None:
+def _one_of_strings(nodes: tuple) -> Predicate | None:
     """`field: [a, b, c]` as one set lookup; None when the OR is anything else."""
     wants = plain_strings(nodes)
-    return None if wants is None else _any_value(nodes[0].field, set_matcher(wants))
+    return None if wants is None else _any_value(nodes[0][1], set_matcher(wants))
 
 
 def _leaves(doc) -> list:
@@ -237,8 +263,8 @@ def _leaves(doc) -> list:
     return out
 
 
-def _keyword_predicate(expr: ConditionValueExpression) -> Predicate:
-    match = _value_matcher(expr.value)
+def _keyword_predicate(value: tuple) -> Predicate:
+    match = value_matcher(value)
     return lambda doc: any(match(v) for v in _leaves(doc))
 
 
@@ -250,56 +276,69 @@ def _or(a: Predicate, b: Predicate) -> Predicate:
     return lambda doc: a(doc) or b(doc)
 
 
-def compile_condition(node) -> Predicate:
-    if isinstance(node, ConditionAND):
-        return functools.reduce(_and, [compile_condition(a) for a in node.args])
-    if isinstance(node, ConditionOR):
-        return _one_of_strings(node.args) or functools.reduce(_or, [compile_condition(a) for a in node.args])
-    if isinstance(node, ConditionNOT):
-        inner = compile_condition(node.args[0])
+def compile_condition(node: tuple) -> Predicate:
+    kind = node[0]
+    if kind == "and":
+        return functools.reduce(_and, [compile_condition(a) for a in node[1]])
+    if kind == "or":
+        return _one_of_strings(node[1]) or functools.reduce(_or, [compile_condition(a) for a in node[1]])
+    if kind == "not":
+        inner = compile_condition(node[1])
         return lambda doc: not inner(doc)
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _field_predicate(node)
-    if isinstance(node, ConditionValueExpression):
-        return _keyword_predicate(node)
-    raise Unsupported(f"condition element {type(node).__name__} is not supported")
+    if kind == "field":
+        return _field_predicate(node[1], node[2])
+    if kind == "keyword":
+        return _keyword_predicate(node[1])
+    raise Unsupported(f"condition element {kind!r} is not supported")
 
 
-def compile_rule(rule) -> Predicate:
-    """One predicate for a `sigma.rule.SigmaRule`: any of its conditions matches."""
-    preds = tuple(compile_condition(c.parse()) for c in rule.detection.parsed_condition)
+def compile_rule(conditions: tuple) -> Predicate:
+    """One predicate for a rule's conditions (`sigma_ir.rule_conditions`): any of them matches."""
+    preds = tuple(compile_condition(c) for c in conditions)
     if len(preds) == 1:
         return preds[0]
     return lambda doc: any(p(doc) for p in preds)
 
 
-def detection_fields(rule) -> set[str]:
+def detection_fields(conditions: tuple) -> set[str]:
     """Every field name a rule's detection uses (for the schema meta-test)."""
     out: set[str] = set()
 
-    def walk(node) -> None:
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            out.add(node.field)
-        for a in getattr(node, "args", None) or ():
-            if not isinstance(a, str):
+    def walk(node: tuple) -> None:
+        kind = node[0]
+        if kind == "field":
+            out.add(node[1])
+        elif kind in ("and", "or"):
+            for a in node[1]:
                 walk(a)
-    for c in rule.detection.parsed_condition:
-        walk(c.parse())
+        elif kind == "not":
+            walk(node[1])
+    for c in conditions:
+        walk(c)
     return out
 
 
-def required_values(rule, dotted: str) -> frozenset[str] | None:
+def required_values(conditions: tuple, dotted: str) -> frozenset[str] | None:
     """Casefolded strings one of which the field must equal for the rule to match (from plain
     string equalities the condition cannot do without), or None when it can match otherwise."""
-    def need(node) -> frozenset[str] | None:
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            return frozenset((node.value.to_plain().casefold(),)) if node.field == dotted and _plain_string(node) else None
-        if isinstance(node, ConditionAND):
-            sets = [s for s in map(need, node.args) if s is not None]
+    def need(node: tuple) -> frozenset[str] | None:
+        kind = node[0]
+        if kind == "field":
+            value = node[2]
+            if node[1] == dotted and value[0] == "str" and is_plain(value[1]):
+                return frozenset(("".join(value[1]).casefold(),))
+            return None
+        if kind == "and":
+            sets = [s for s in map(need, node[1]) if s is not None]
             return frozenset.intersection(*sets) if sets else None
-        if isinstance(node, ConditionOR):
-            sets = list(map(need, node.args))
+        if kind == "or":
+            sets = list(map(need, node[1]))
             return None if any(s is None for s in sets) else frozenset().union(*sets)
         return None                                    # NOT, keywords: no requirement
-    sets = [need(c.parse()) for c in rule.detection.parsed_condition]
+    sets = [need(c) for c in conditions]
     return None if any(s is None for s in sets) else frozenset().union(*sets)
+
+
+def validate(conditions: tuple) -> None:
+    """Raises `Unsupported` for any construct `compile_rule` cannot evaluate (at load time)."""
+    compile_rule(conditions)

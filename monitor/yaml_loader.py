@@ -15,16 +15,27 @@ makes of it (tests/test_yaml_fast_path.py checks that on generated and mutated f
 from __future__ import annotations
 
 import re
+import sys
 from typing import IO, Any
 
-import yaml
+# First characters for which PyYAML's resolver has an implicit type (bool, int, float, null,
+# timestamp, merge, value, and '!&*' it registers too): a plain scalar starting with any other
+# character is a string without asking it, so a fleet's plain keys file never imports PyYAML
+# (tests/test_yaml_fast_path.py checks this set against PyYAML's table).
+IMPLICIT_FIRST = frozenset("!&*+-.0123456789<=FNOTYfnoty~")
 
-SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+def is_yaml_error(exc: BaseException) -> bool:
+    """`isinstance(exc, yaml.YAMLError)` for callers that do not import PyYAML themselves: only
+    PyYAML raises one, so with PyYAML not loaded it is not one."""
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(exc, yaml.YAMLError)
 
 
 def safe_load(stream: str | IO) -> Any:
     """`yaml.safe_load`, through libyaml when available."""
-    return yaml.load(stream, Loader=SAFE_LOADER)
+    import yaml                        # on first use: a run with plain files only never pays for it
+    return yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 class NotPlain(Exception):
@@ -53,7 +64,7 @@ class _Scalars:
     implicit type takes it (`on`, `yes`, `null`, `0123`, `1e3`, ... are not strings)."""
 
     def __init__(self) -> None:
-        self._resolver = yaml.resolver.Resolver()
+        self._resolver: Any = None
         self._plain_keys: dict[str, bool] = {}
 
     def key(self, m: re.Match) -> str:
@@ -76,7 +87,13 @@ class _Scalars:
         return plain
 
     def _is_str(self, plain: str) -> bool:
-        return self._resolver.resolve(yaml.ScalarNode, plain, (True, False)) == _STR_TAG
+        if plain[0] not in IMPLICIT_FIRST:
+            return True
+        if self._resolver is None:
+            import yaml
+            self._resolver = (yaml.resolver.Resolver(), yaml.ScalarNode)
+        resolver, node = self._resolver
+        return resolver.resolve(node, plain, (True, False)) == _STR_TAG
 
 
 def _quoted(m: re.Match, group: str) -> str:

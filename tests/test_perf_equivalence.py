@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
-from sigma.conditions import ConditionOR
 from sigma.rule import SigmaRule
 
 from monitor.operations import lwm2m_path
-from monitor.sigma_compile import _value_matcher, compile_rule, field_getter
+from monitor.sigma_compile import compile_rule, field_getter, value_matcher
+from monitor.sigma_ir import rule_conditions
 
 
 def reference_lwm2m_path(segments):
@@ -46,20 +46,20 @@ docs = st.one_of(
 )
 
 
-def reference_predicate(rule: SigmaRule):
+def reference_predicate(conditions: tuple):
     """OR of one matcher per value over the tuple getter: the code path before the fast ones."""
-    cond = rule.detection.parsed_condition[0].parse()
-    assert isinstance(cond, ConditionOR)
-    matchers = [(field_getter(arg.field), _value_matcher(arg.value)) for arg in cond.args]
+    kind, args = conditions[0]
+    assert kind == "or"
+    matchers = [(field_getter(arg[1]), value_matcher(arg[2])) for arg in args]
     return lambda doc: any(m(v) for get, m in matchers for v in get(doc))
 
 
 @settings(max_examples=400)
 @given(docs)
 def test_string_list_set_lookup_matches_or_of_values(doc):
-    rule = SigmaRule.from_dict(RULE)
-    fast = compile_rule(rule)
-    slow = reference_predicate(rule)
+    conditions = rule_conditions(SigmaRule.from_dict(RULE))
+    fast = compile_rule(conditions)
+    slow = reference_predicate(conditions)
     assert bool(fast(doc)) == bool(slow(doc))
     # and both agree with the definition: any value at the path equals one listed string
     wants = {"nosec", "true", "5", "dtls"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import glob
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import pytest
 import yaml
@@ -19,6 +20,7 @@ from monitor import rule_facts
 from monitor.rule_engine import Rule, RuleConfig, RuleEngine, load_file
 from monitor.sigma_codegen import generate_rule, generate_runner, rule_source
 from monitor.sigma_compile import compile_rule, detection_fields, required_values
+from monitor.sigma_ir import rule_conditions
 
 BUILTIN = [it for f in sorted(glob.glob("rules/*.yml")) if not f.endswith("config.example.yml")
            for it in load_file(f) if isinstance(it, Rule)]
@@ -28,10 +30,19 @@ class Text(str):
     """A str subclass: the generated code's `__class__ is str` tests must hand it to the reference."""
 
 
-def _sigma(detection: dict, name: str = "t") -> SigmaRule:
-    return SigmaRule.from_dict({
+@dataclass(frozen=True)
+class R:
+    """A rule under test: its name and its conditions as `sigma_ir` trees."""
+
+    name: str
+    conditions: tuple
+
+
+def _sigma(detection: dict, name: str = "t") -> R:
+    rule = SigmaRule.from_dict({
         "title": "t", "id": "5d0c2b8e-0f0e-4d4c-9a51-2b1f6f0c7e11", "name": name, "status": "test",
         "logsource": {"product": "lwm2m-monitor"}, "level": "low", "detection": detection})
+    return R(name, rule_conditions(rule))
 
 
 # one detection per value kind and condition shape the compiler knows
@@ -46,6 +57,9 @@ SYNTHETIC = [
     {"s": {"a.b|endswith": ["x", "5"]}, "condition": "s"},
     {"s": {"a.b|contains|all": ["x", "y"]}, "condition": "s"},
     {"s": {"a.b|re": "^[xy]+$"}, "condition": "s"},
+    {"s": {"a.b|cased": "NoSec"}, "condition": "s"},
+    {"s": {"a.b|cased": ["X*", "5"]}, "condition": "s"},
+    {"s": {"a.b|neq": 1}, "condition": "s"},
     {"s": {"a.b|re|i": "^X"}, "condition": "s"},
     {"s": {"a.b|cidr": "192.0.2.0/24"}, "condition": "s"},
     {"s": {"a.b|gt": 1}, "condition": "s"},
@@ -72,8 +86,8 @@ STRINGS = ["x", "X", "y", "Y", "xy", "5", "1", "1.5", "0", "true", "True", "fals
            "192.0.2.7", "198.51.100.1", "x'\"\n\\}{", "it's", "coap://a", "HTTP://b", "register",
            "execute", "replay", "dtls.handshake", "oscore.context", "decryption-failed", "ß", "SS"]
 for r in BUILTIN:
-    for f in detection_fields(r.sigma):
-        STRINGS.extend(v for v in (required_values(r.sigma, f) or ()))
+    for f in detection_fields(r.conditions):
+        STRINGS.extend(v for v in (required_values(r.conditions, f) or ()))
 scalar = st.one_of(st.none(), st.booleans(), st.integers(-2, 6), st.sampled_from([1.5, 0.0, -0.5]),
                    st.sampled_from(STRINGS), st.sampled_from(STRINGS).map(str.upper),
                    st.sampled_from(STRINGS).map(Text), st.text(max_size=3))
@@ -109,15 +123,15 @@ def documents(draw, fields: list[str]):
     return doc
 
 
-def _fields(rules: list[SigmaRule]) -> list[str]:
-    out = sorted({f for r in rules for f in detection_fields(r)} | {"event.action", "event.dataset", "c"})
+def _fields(rules: list[R]) -> list[str]:
+    out = sorted({f for r in rules for f in detection_fields(r.conditions)} | {"event.action", "event.dataset", "c"})
     return out + [f.split(".")[0] + ".x" for f in out]
 
 
-ALL_RULES = [r.sigma for r in BUILTIN] + SYNTHETIC_RULES
+ALL_RULES = [R(r.info.name, r.conditions) for r in BUILTIN] + SYNTHETIC_RULES
 FIELDS = _fields(ALL_RULES)
-REFERENCE = {r.name: compile_rule(r) for r in ALL_RULES}
-FAST = {r.name: generate_rule(r) for r in ALL_RULES}
+REFERENCE = {r.name: compile_rule(r.conditions) for r in ALL_RULES}
+FAST = {r.name: generate_rule(r.conditions) for r in ALL_RULES}
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=[r.name for r in ALL_RULES])
@@ -128,31 +142,40 @@ def test_generated_function_agrees_with_the_closures(rule, data):
     doc = data.draw(documents(_fields([rule])) | documents(FIELDS))
     want = bool(reference(copy.deepcopy(doc)))
     got = fast(doc)
-    assert got is want, (doc, rule_source(rule)[0])
+    assert got is want, (doc, rule_source(rule.conditions)[0])
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=[r.name for r in ALL_RULES])
 def test_generated_function_is_not_the_fallback(rule):
     # the fast path is in use for every rule (the reference is only its fallback)
-    assert generate_rule(rule) is not compile_rule(rule)
-    assert generate_rule(rule).__code__.co_filename.startswith("<sigma rule")
+    assert generate_rule(rule.conditions) is not compile_rule(rule.conditions)
+    assert generate_rule(rule.conditions).__code__.co_filename.startswith("<sigma rule")
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=[r.name for r in ALL_RULES])
 def test_non_dict_documents_take_the_reference(rule):
     for doc in (OrderedDict(a={"b": "x"}), [], None, "x"):
         try:
-            want = bool(compile_rule(rule)(doc))
+            want = bool(compile_rule(rule.conditions)(doc))
         except (AttributeError, TypeError):
             continue
-        assert generate_rule(rule)(doc) is want
+        assert generate_rule(rule.conditions)(doc) is want
+
+
+def test_cased_strings_match_case_sensitively():
+    exact = compile_rule(_sigma({"s": {"a|cased": "NoSec"}, "condition": "s"}).conditions)
+    wild = generate_rule(_sigma({"s": {"a|cased": "No*"}, "condition": "s"}).conditions)
+    assert exact({"a": "NoSec"}) and not exact({"a": "nosec"}) and not exact({"a": "NOSEC"})
+    assert wild({"a": "NoSec"}) and not wild({"a": "nosec"})
+    caseless = generate_rule(_sigma({"s": {"a": "NoSec"}, "condition": "s"}).conditions)
+    assert caseless({"a": "nosec"})
 
 
 def test_quotes_and_newlines_in_rule_text_stay_data():
     rule = SYNTHETIC_RULES[-1]
-    text, names = rule_source(rule)
+    text, names = rule_source(rule.conditions)
     assert "x'\"\n" not in text                       # only repr() of the string reaches the source
-    match = generate_rule(rule)
+    match = generate_rule(rule.conditions)
     assert match({"a": {"b": "X'\"\n\\}{"}})
     assert match({"c'\"\\": {"d": "IT'S"}})
     assert not match({"a": {"b": "x'"}})
@@ -162,7 +185,7 @@ def test_too_deep_for_compile_falls_back_to_the_closures():
     # a path of 120 steps nests the generated expression past the parser's limit
     dotted = ".".join(["a"] * 120)
     rule = _sigma({"s": {dotted: "x"}, "condition": "s"})
-    match = generate_rule(rule)
+    match = generate_rule(rule.conditions)
     assert not match.__code__.co_filename.startswith("<sigma rule")
     doc: object = "X"
     for _ in range(120):
@@ -179,10 +202,10 @@ def test_required_values_from_the_condition_tree():
     assert by["decryption-failure"].needs_dataset == {"dtls.handshake", "oscore.context"}
     assert by["decryption-failure"].needs_action is None      # the dtls branch takes any action
     assert by["nosec-transport"].needs_action is None
-    assert required_values(_sigma({"s": {"event.action": "a"}, "condition": "not s"}), "event.action") is None
-    assert required_values(_sigma({"s": {"event.action": "a*"}, "condition": "s"}), "event.action") is None
+    assert required_values(_sigma({"s": {"event.action": "a"}, "condition": "not s"}).conditions, "event.action") is None
+    assert required_values(_sigma({"s": {"event.action": "a*"}, "condition": "s"}).conditions, "event.action") is None
     assert required_values(_sigma({"s": {"event.action": "A"}, "t": {"event.action": ["a", "b"]},
-                                   "condition": "s and t"}), "event.action") == {"a"}
+                                   "condition": "s and t"}).conditions, "event.action") == {"a"}
 
 
 event_docs = st.fixed_dictionaries(
@@ -234,7 +257,7 @@ def test_engine_runs_exactly_the_rules_the_closures_match(data):
 
 # every rule in one runner: the most sharing of first/second-level reads and of equal tests
 RUNNER_RULES = [(r, r.name) for r in ALL_RULES]
-RUNNER = generate_runner(RUNNER_RULES)
+RUNNER = generate_runner([(r.conditions, name) for r, name in RUNNER_RULES])
 
 
 def _runner_hits(doc: dict) -> list[str]:
@@ -284,7 +307,7 @@ def test_c_code_called_from_the_runner_can_import():
     # compiled (Cython) callers push no Python frame: C code they run that imports (datetime's
     # strftime does) resolves __import__ through the generated function's builtins
     from monitor.sigma_codegen import generate_runner
-    run = generate_runner([(_sigma({"s": {"a": "x"}, "condition": "s"}), "import json as j")])
+    run = generate_runner([(_sigma({"s": {"a": "x"}, "condition": "s"}).conditions, "import json as j")])
     out: dict = {}
     run({"a": "X"}, exec, out)                       # exec(target, doc, out): a C callable that imports
     assert out["j"].__name__ == "json"

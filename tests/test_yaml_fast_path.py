@@ -192,3 +192,21 @@ def test_benchmark_fleet_keys_file_takes_the_fast_path(tmp_path):
     text = open(path).read()
     doc = load_plain_blocks(text)
     assert doc == safe_load(text) and len(doc["psk"]) >= 200
+
+
+def test_implicit_first_characters_are_pyyamls():
+    # the fast path answers "string" without PyYAML for any other first character
+    import yaml.resolver
+    table = {k for k in yaml.resolver.Resolver.yaml_implicit_resolvers if k}
+    assert yaml_loader.IMPLICIT_FIRST == frozenset(table)
+    assert None not in yaml.resolver.Resolver.yaml_implicit_resolvers   # no catch-all resolver either
+
+
+def test_a_plain_fleet_keys_file_loads_without_pyyaml(tmp_path):
+    path = tmp_path / "fleet.keys.yaml"
+    path.write_text("psk:\n" + "".join(f'  - identity: "dev-{i:05d}"\n    key: "{i:032x}"\n' for i in range(50))
+                    + "identities:\n  dev-00001: ep-1\n")
+    code = (f"import sys; from monitor import keys; k = keys.load({str(path)!r}); "
+            "print(len(k.psks), len(k.identities), 'yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["50", "1", "False"]

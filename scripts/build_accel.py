@@ -16,6 +16,7 @@ whole mypyc group when any of its members is (they call each other's compiled co
 
     python scripts/build_accel.py           # build (about 2 minutes on 2 cores)
     python scripts/build_accel.py --if-stale  # only when a compiled module is missing or older than its source
+(Both also write the `.pyc` of the package's pure-Python modules that are missing or stale.)
     python scripts/build_accel.py --clean   # remove the extensions: back to pure Python
     python scripts/build_accel.py --profile  # a build cProfile can see into (slower)
 """
@@ -155,7 +156,19 @@ def main() -> int:
         build(PROFILING)
     elif not (args.if_stale and up_to_date()):
         build(DIRECTIVES)
+    if not args.clean:
+        bytecode()
     return 0
+
+
+def bytecode() -> None:
+    """`.pyc` files for the modules that stay Python (the CLI, rules loading, keys, ...), as
+    an installer writes them: a run under PYTHONDONTWRITEBYTECODE (set here, in CI images and
+    containers) otherwise compiles each of them from source at every start, before the first
+    packet. Only missing or stale files are written."""
+    import compileall
+    for package in HOT:
+        compileall.compile_dir(str(ROOT / package), maxlevels=0, quiet=1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""Opening an output file for writing without waiting for its old contents to be freed.
+
+Re-running an analysis writes over the previous output (the default path comes from the
+capture's name). Truncating it frees its blocks in the calling process: about 20 ms per 100 MB
+here, before the first packet and, with `--workers`, before the workers start, while the other
+core is idle. `open_fresh` instead renames the old file aside (metadata only), creates the new
+one with the same permissions, and leaves the unlink to a thread that runs during start-up.
+
+Only where that is the same as truncating: a regular file (not a symlink: writing through it
+must keep writing its target), with one link (a hard-linked file must change for every name),
+owned by us (a new file would change its owner), and large enough for the wait to matter.
+Anything else, or any step that fails, is the plain `open(path, "wb")`.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from typing import BinaryIO
+
+ASIDE_MIN_BYTES = 16 << 20          # below this, truncating costs less than a thread
+
+
+def open_fresh(path: str, buffering: int = -1) -> BinaryIO:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return open(path, "wb", buffering=buffering)
+    if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid()
+            and st.st_size >= ASIDE_MIN_BYTES):
+        return open(path, "wb", buffering=buffering)
+    head, tail = os.path.split(path)
+    aside = os.path.join(head, f".{tail}.{os.getpid()}.old")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return open(path, "wb", buffering=buffering)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:                      # somebody created `path` meanwhile: theirs now; ours goes
+        _unlink(aside)
+        return open(path, "wb", buffering=buffering)
+    try:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    except OSError:
+        pass
+    # not a daemon: interpreter exit waits for it, so the aside file never outlives the run
+    threading.Thread(target=_unlink, args=(aside,), name="free-old-output").start()
+    return os.fdopen(fd, "wb", buffering=buffering)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

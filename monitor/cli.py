@@ -37,6 +37,8 @@ def run() -> None:
     code = main()
     if _command(sys.argv[1:]) != "analyze":
         sys.exit(code)
+    from .reclaim import wait
+    wait()                               # files being freed in the background: not cut short
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -30,7 +30,6 @@ import dataclasses
 import multiprocessing
 import os
 import resource
-import shutil
 import tempfile
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ from typing import Any, Callable, Iterable
 from .analyze import AnalysisResult, WorkerError, drive, share_evidence_lines
 from .capture import STDIN, CaptureError, CaptureStats, read_files
 from .pipeline import Pipeline, PipelineConfig, PipelineStats
+from .reclaim import remove_tree_later
 from .shard_key import LWM2M_SERVER_PORTS, ShardFilter, shard_address, shard_of  # noqa: F401  (re-exported)
 from .sinks import NdjsonSink
 
@@ -118,7 +118,7 @@ def analyze_sharded(paths: list[str], config: PipelineConfig, workers: int, sink
             for r, part in zip(results, parts):
                 _copy_part(part, r.documents, sinks)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree_later(tmp)           # the parts' blocks are freed while the summary prints
     return _merge(results, time.perf_counter() - started)
 
 

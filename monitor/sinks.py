@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from .fresh_output import open_fresh
+from .reclaim import open_fresh
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,10 @@
-"""Opening an output file for writing without waiting for its old contents to be freed.
+"""Large files freed off the critical path: an earlier output written over, the shard parts.
+
+Freeing a file's blocks (truncating it, unlinking its last name) happens in the calling
+process, about 20 ms per 100 MB here. At the start of a run that is before the first packet
+and, with `--workers`, before the workers start, while the other core is idle; at the end it is
+after the last worker. Here a thread does it while the run goes on; `wait()` (the CLI calls it
+before its `os._exit`) makes sure none is cut short.
 
 Re-running an analysis writes over the previous output (the default path comes from the
 capture's name). Truncating it frees its blocks in the calling process: about 20 ms per 100 MB
@@ -14,9 +20,10 @@ Anything else, or any step that fails, is the plain `open(path, "wb")`.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import threading
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 ASIDE_MIN_BYTES = 16 << 20          # below this, truncating costs less than a thread
 
@@ -44,9 +51,29 @@ def open_fresh(path: str, buffering: int = -1) -> BinaryIO:
         os.fchmod(fd, stat.S_IMODE(st.st_mode))
     except OSError:
         pass
-    # not a daemon: interpreter exit waits for it, so the aside file never outlives the run
-    threading.Thread(target=_unlink, args=(aside,), name="free-old-output").start()
+    _in_background(_unlink, aside)
     return os.fdopen(fd, "wb", buffering=buffering)
+
+
+def remove_tree_later(path: str) -> None:
+    """`shutil.rmtree(path, ignore_errors=True)`, in a thread."""
+    _in_background(shutil.rmtree, path, True)
+
+
+def wait() -> None:
+    """Returns once every removal started here is done."""
+    while _PENDING:
+        _PENDING.pop().join()
+
+
+_PENDING: list[threading.Thread] = []
+
+
+def _in_background(fn: Callable, *args) -> None:
+    # not a daemon: a normal interpreter exit waits for it too
+    t = threading.Thread(target=fn, args=args, name="lwm2m-monitor-reclaim")
+    t.start()
+    _PENDING.append(t)
 
 
 def _unlink(path: str) -> None:

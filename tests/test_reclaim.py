@@ -1,4 +1,5 @@
-"""`open_fresh` writes over an earlier output exactly as truncating would, minus the wait."""
+"""`reclaim`: an earlier output written over exactly as truncating would, minus the wait; the
+shard parts removed in the background; `wait()` returns once all of it is done."""
 from __future__ import annotations
 
 import os
@@ -6,19 +7,18 @@ import threading
 
 import pytest
 
-from monitor import fresh_output
-from monitor.fresh_output import open_fresh
+from monitor import reclaim
+from monitor.reclaim import open_fresh, remove_tree_later
 
 
 @pytest.fixture(autouse=True)
 def small_threshold(monkeypatch):
-    monkeypatch.setattr(fresh_output, "ASIDE_MIN_BYTES", 1000)
+    monkeypatch.setattr(reclaim, "ASIDE_MIN_BYTES", 1000)
 
 
 def _wait_for_reclaim() -> None:
-    for t in threading.enumerate():
-        if t.name == "free-old-output":
-            t.join()
+    reclaim.wait()
+    assert not [t for t in threading.enumerate() if t.name == "lwm2m-monitor-reclaim"]
 
 
 def test_a_large_earlier_output_is_replaced_and_freed_aside(tmp_path):
@@ -73,3 +73,24 @@ def test_a_new_path_is_created(tmp_path):
 def test_a_directory_is_an_error_as_with_open(tmp_path):
     with pytest.raises(IsADirectoryError):
         open_fresh(str(tmp_path))
+
+
+def test_a_tree_is_removed_in_the_background_and_wait_returns_after(tmp_path):
+    tree = tmp_path / "lwm2m-shards-x"
+    tree.mkdir()
+    (tree / "part-001.ndjson").write_bytes(b"{}\n" * 1000)
+    remove_tree_later(str(tree))
+    _wait_for_reclaim()
+    assert not tree.exists()
+
+
+def test_an_analyze_run_over_an_earlier_output_leaves_only_the_output(tmp_path):
+    import subprocess
+    import sys
+    from tests.captures import PCAPS, ROOT
+    out = tmp_path / "out.ndjson"
+    out.write_bytes(b"x" * (17 << 20))                 # above the real threshold
+    subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", os.path.join(PCAPS, "aiocoap-lwm2m12.pcap"),
+                    "--out", str(out), "-q", "--workers", "2"], cwd=ROOT, check=True, capture_output=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.ndjson"]
+    assert out.read_bytes().startswith(b"{") and len(out.read_bytes()) < (17 << 20)

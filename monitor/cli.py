@@ -88,6 +88,9 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
                    help="format of --out (parquet/csv through pandas)")
     add_es_options(a)
     a.add_argument("-q", "--quiet", action="store_true", help="no summary (on stdout; on stderr with --out -)")
+    a.add_argument("--endpoints", type=non_negative, default=25, metavar="N",
+                   help="endpoint rows in the summary: beyond N, the N with the most errors then operations "
+                        "(default 25; 0: every endpoint)")
     a.add_argument("--workers", type=worker_count, default=1, metavar="N",
                    help="analyse on N processes, sharded by client IP address (see monitor/sharding.py); "
                         "'auto': one per CPU this process may run on")
@@ -114,6 +117,16 @@ def worker_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of workers (a positive integer or 'auto')")
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n}: at least one worker is needed")
+    return n
+
+
+def non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number")
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: cannot be negative")
     return n
 
 
@@ -261,7 +274,7 @@ def cmd_analyze(args) -> int:
         progress.done()
         reports = [s.close() for s in sinks]
     if not args.quiet:      # beside the documents when they go to standard output
-        print_summary(result, out, reports, file=sys.stderr if out == "-" else None)
+        print_summary(result, out, reports, file=sys.stderr if out == "-" else None, max_endpoints=args.endpoints)
     for err in result.errors:
         print(f"lwm2m-monitor: warning: {err}", file=sys.stderr)
     if result.capture.interrupted:

@@ -135,6 +135,7 @@ class DtlsTracker:
         self.max_sessions = max_sessions
         self.max_resumable = max_resumable
         self._flows: OrderedDict[tuple, _Session] = OrderedDict()
+        self._newest: _Session | None = None      # the last entry of `_flows` (None: unknown)
         self._by_cid: dict[bytes, _Session] = {}
         self._cid_lengths: dict[int, int] = {}
         # session_id / ticket -> (master secret, key source): lives across files of one run.
@@ -186,7 +187,9 @@ class DtlsTracker:
                 sess = self._maybe_restart(sess, dgram, rec, res)
             self._record(sess, rec, dgram, res)
         if sess is not None:
-            self._flows.move_to_end(sess.key)
+            if sess is not self._newest:     # a reply in the same session: already last
+                self._flows.move_to_end(sess.key)
+                self._newest = sess
             sess.facts.end_ts_ns, sess.facts.end_frame = dgram.ts_ns, dgram.frame
             res.session = sess.facts
             self._evict(res)
@@ -198,6 +201,7 @@ class DtlsTracker:
             if not sess.facts.emitted:
                 docs.append(self._emit(sess, "unknown"))
         self._flows.clear()
+        self._newest = None
         self._by_cid.clear()
         self._cid_lengths.clear()
         return docs
@@ -245,6 +249,7 @@ class DtlsTracker:
             facts.decrypt_error = "handshake not seen (session picked up mid-way)"
         sess = _Session(facts, dgram.flow)
         self._flows[sess.key] = sess
+        self._newest = sess
         self._counts["sessions"] += 1
         return sess
 
@@ -274,10 +279,13 @@ class DtlsTracker:
         self._flows.pop(sess.key, None)
         sess.key = flow_key(f.client, f.server)
         self._flows[sess.key] = sess
+        self._newest = sess
         self._counts["cid_address_changes"] += 1
 
     def _drop(self, sess: _Session) -> None:
         self._flows.pop(sess.key, None)
+        if sess is self._newest:
+            self._newest = None
         for cid in (sess.facts.cid_to_server, sess.facts.cid_to_client):
             if cid and self._by_cid.get(cid) is sess:
                 del self._by_cid[cid]

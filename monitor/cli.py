@@ -107,27 +107,25 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
 AUTO_WORKERS = 0
 
 
+def _whole_number(text: str, least: int, what: str, too_small: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not {what}")
+    if n < least:
+        raise argparse.ArgumentTypeError(f"{n}: {too_small}")
+    return n
+
+
 def worker_count(text: str) -> int:
     """`--workers`: a positive count, or `auto` (AUTO_WORKERS, resolved by `usable_cpus`)."""
     if text == "auto":
         return AUTO_WORKERS
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of workers (a positive integer or 'auto')")
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n}: at least one worker is needed")
-    return n
+    return _whole_number(text, 1, "a number of workers (a positive integer or 'auto')", "at least one worker is needed")
 
 
 def non_negative(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number")
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n}: cannot be negative")
-    return n
+    return _whole_number(text, 0, "a whole number", "cannot be negative")
 
 
 def nothing_piped_in() -> bool:

@@ -1,21 +1,17 @@
 """Large files freed off the critical path: an earlier output written over, the shard parts.
 
 Freeing a file's blocks (truncating it, unlinking its last name) happens in the calling
-process, about 20 ms per 100 MB here. At the start of a run that is before the first packet
-and, with `--workers`, before the workers start, while the other core is idle; at the end it is
-after the last worker. Here a thread does it while the run goes on; `wait()` (the CLI calls it
-before its `os._exit`) makes sure none is cut short.
+process, about 20 ms per 100 MB here: at the start of a run that is before the first packet
+and, with `--workers`, before the workers start, while the other core is idle; at the end it
+is after the last worker. Here a thread does it while the run goes on; `wait()` (the CLI calls
+it before its `os._exit`) makes sure none is cut short.
 
-Re-running an analysis writes over the previous output (the default path comes from the
-capture's name). Truncating it frees its blocks in the calling process: about 20 ms per 100 MB
-here, before the first packet and, with `--workers`, before the workers start, while the other
-core is idle. `open_fresh` instead renames the old file aside (metadata only), creates the new
-one with the same permissions, and leaves the unlink to a thread that runs during start-up.
-
-Only where that is the same as truncating: a regular file (not a symlink: writing through it
-must keep writing its target), with one link (a hard-linked file must change for every name),
-owned by us (a new file would change its owner), and large enough for the wait to matter.
-Anything else, or any step that fails, is the plain `open(path, "wb")`.
+`open_fresh` (re-running an analysis writes over the previous output) renames the old file
+aside (metadata only), creates the new one with the same permissions and leaves the unlink to
+the thread. Only where that is the same as truncating: a regular file (not a symlink: writing
+through it must keep writing its target), with one link (a hard-linked file must change for
+every name), owned by us (a new file would change its owner), and large enough for the wait to
+matter. Anything else, or any step that fails, is the plain `open(path, "wb")`.
 """
 from __future__ import annotations
 

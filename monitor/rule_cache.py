@@ -93,19 +93,26 @@ def store(key: str, specs: list[Spec]) -> bool:
         import tempfile
         d.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".rules-", dir=d)
+    except (OSError, TypeError, ValueError, orjson.JSONEncodeError):
+        return False
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, d / f"rules-{key}.json")
-        _prune(d)
-        return True
-    except (OSError, TypeError, ValueError, orjson.JSONEncodeError):
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
         return False
+    _prune(d)
+    return True
 
 
 def _prune(d: Path) -> None:
-    entries = sorted(d.glob("rules-*.json"), key=lambda p: p.stat().st_mtime_ns)
-    for old in entries[:-MAX_ENTRIES]:
+    """Keeps the newest MAX_ENTRIES entries (another run may be pruning at the same time)."""
+    entries = []
+    for p in d.glob("rules-*.json"):
         try:
-            old.unlink()
+            entries.append((p.stat().st_mtime_ns, p))
         except OSError:
             pass
+    for _, old in sorted(entries)[:-MAX_ENTRIES]:
+        old.unlink(missing_ok=True)

@@ -104,9 +104,6 @@ class _Fold:
     ids: list[str] = field(default_factory=list)
 
 
-_line_of = line_of
-
-
 def _duration_ns(value, where: str) -> int:
     if isinstance(value, (int, float)):
         return int(value * 10**9)
@@ -202,7 +199,7 @@ class RuleConfig:
     text: str = ""
 
     def where(self, *needles: str) -> str:
-        return f"{self.path}:{_line_of(self.text, *needles)}"
+        return f"{self.path}:{line_of(self.text, *needles)}"
 
     @classmethod
     def load(cls, path: str | None) -> "RuleConfig":
@@ -227,18 +224,18 @@ class RuleConfig:
         known = {"rules", "fold_window", "informational", "endpoints", "identities"}
         for key in raw:
             if key not in known:
-                raise RuleError(f"{path}:{_line_of(text, str(key) + ':')}: unknown key {key!r} "
+                raise RuleError(f"{path}:{line_of(text, str(key) + ':')}: unknown key {key!r} "
                                 f"(expected {', '.join(sorted(known))})")
         rules = raw.get("rules") or {}
         if not isinstance(rules, dict) or not all(isinstance(v, dict) for v in rules.values()):
-            raise RuleError(f"{path}:{_line_of(text, 'rules:')}: `rules` maps rule names to settings")
+            raise RuleError(f"{path}:{line_of(text, 'rules:')}: `rules` maps rule names to settings")
         allow = (raw.get("endpoints") or {}).get("allowlist")
         idmap = raw.get("identities") or {}
         info = raw.get("informational", "tag")
         if info not in ("tag", "alert"):
-            raise RuleError(f"{path}:{_line_of(text, 'informational:')}: informational is tag or alert")
+            raise RuleError(f"{path}:{line_of(text, 'informational:')}: informational is tag or alert")
         return cls(rules=rules,
-                   fold_window_ns=_duration_ns(raw.get("fold_window", DEFAULT_FOLD_S), f"{path}:{_line_of(text, 'fold_window:')}"),
+                   fold_window_ns=_duration_ns(raw.get("fold_window", DEFAULT_FOLD_S), f"{path}:{line_of(text, 'fold_window:')}"),
                    informational=info,
                    facts=rule_facts.FactSettings(
                        endpoint_allowlist=frozenset(map(str, allow)) if allow is not None else None,
@@ -298,10 +295,10 @@ class RuleEngine:
         ids: dict[str, str] = {}
         for it in items:
             if it.info.name in names:
-                raise RuleError(f"{it.path}:{_line_of(Path(it.path).read_text(), 'name:')}: name {it.info.name!r} "
+                raise RuleError(f"{it.path}:{line_of(Path(it.path).read_text(), 'name:')}: name {it.info.name!r} "
                                 f"already used by {names[it.info.name]}")
             if it.info.id in ids:
-                raise RuleError(f"{it.path}:{_line_of(Path(it.path).read_text(), 'id:')}: id {it.info.id} "
+                raise RuleError(f"{it.path}:{line_of(Path(it.path).read_text(), 'id:')}: id {it.info.id} "
                                 f"already used by {ids[it.info.id]}")
             names[it.info.name], ids[it.info.id] = it.path, it.path
         for name in config.rules:
@@ -314,7 +311,7 @@ class RuleEngine:
         for c in corrs:
             for b in c.base:
                 if b not in by_name:
-                    raise RuleError(f"{c.path}:{_line_of(Path(c.path).read_text(), b)}: correlation refers to "
+                    raise RuleError(f"{c.path}:{line_of(Path(c.path).read_text(), b)}: correlation refers to "
                                     f"unknown rule {b!r}")
                 by_name[b].correlations.append(c)
                 if not c.generate:

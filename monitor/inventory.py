@@ -407,16 +407,41 @@ def to_frame(devices: list[Device]):
     return frame.astype(COLUMNS)
 
 
-def write_table(frame, path: str) -> str:
-    """CSV or Parquet by extension; returns the format written. Raises OSError, ValueError."""
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".parquet":
-        frame.to_parquet(path, index=False)
-        return "parquet"
-    if ext == ".csv":
-        frame.to_csv(path, index=False)
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def table_format(path: str, fmt: str | None = None) -> str | None:
+    """The format `write_table` uses for `path`: `fmt` if given, else the extension (.csv,
+    .parquet), else CSV for standard output (`-`); None when none of them says."""
+    if fmt is not None:
+        return fmt
+    if path == "-":
         return "csv"
-    raise ValueError(f"{path}: the table format comes from the extension: .csv or .parquet")
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    return ext if ext in TABLE_FORMATS else None
+
+
+def write_table(frame, path: str, fmt: str | None = None) -> str:
+    """CSV or Parquet (`table_format`), to a file or, for `-`, to standard output; returns the
+    format written. Raises OSError, ValueError."""
+    kind = table_format(path, fmt)
+    if kind is None:
+        raise ValueError(f"{path}: the table format comes from the extension (.csv or .parquet) or --format")
+    if path == "-":
+        import sys
+        sys.stdout.flush()
+        target = sys.stdout.buffer
+        if kind == "parquet":
+            frame.to_parquet(target, index=False)
+        else:
+            target.write(frame.to_csv(index=False).encode("utf-8"))
+        target.flush()
+        return kind
+    if kind == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return kind
 
 
 def read_table(path: str):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .cli import (EPILOG, EXIT_CONFIG, EXIT_DAMAGED, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
@@ -39,7 +38,10 @@ def add_subcommands(sub) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_argument(p)
     add_pipeline_options(p)
-    p.add_argument("-o", "--output", metavar="FILE", help="write the table: FILE.csv or FILE.parquet")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the table: FILE.csv or FILE.parquet; - for standard output (CSV unless --format "
+                        "says; the readable table then goes to standard error)")
+    p.add_argument("--format", choices=["csv", "parquet"], help="table format of -o (default: from its extension)")
     p.add_argument("--ndjson", metavar="FILE",
                    help="write the rows as `lwm2m.inventory` documents (NDJSON, for the SIEM)")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
@@ -49,15 +51,16 @@ def add_subcommands(sub) -> None:
 def cmd_inventory(args) -> int:
     from . import inventory
     from .sinks import dumps
-    if args.output and os.path.splitext(args.output)[1].lower() not in (".csv", ".parquet"):
-        return fail(EXIT_USAGE, f"{args.output}: the table format comes from the extension: .csv or .parquet")
+    if args.output and inventory.table_format(args.output, args.format) is None:
+        return fail(EXIT_USAGE, f"{args.output}: the table format comes from the extension (.csv or .parquet) "
+                                f"or --format")
     loaded, code = load_inputs(args)
     if loaded is None:
         return code
     inv = inventory.build(loaded.docs)
     if args.output:
         try:
-            inventory.write_table(inventory.to_frame(inv.devices), args.output)
+            inventory.write_table(inventory.to_frame(inv.devices), args.output, args.format)
         except OSError as exc:
             return fail(EXIT_OUTPUT, f"{args.output}: cannot write output ({exc.strerror})")
     if args.ndjson:
@@ -66,11 +69,12 @@ def cmd_inventory(args) -> int:
                 f.writelines(dumps(d) + "\n" for d in inventory.inventory_documents(inv))
         except OSError as exc:
             return fail(EXIT_OUTPUT, f"{args.ndjson}: cannot write output ({exc.strerror})")
-    if not args.quiet:
-        print(inventory.format_table(inv.devices) if inv.devices else "no LwM2M endpoint seen")
+    if not args.quiet:                   # beside the table when it goes to standard output
+        say = sys.stderr if args.output == "-" else sys.stdout
+        print(inventory.format_table(inv.devices) if inv.devices else "no LwM2M endpoint seen", file=say)
         if inv.unattributed_alerts:
             counts = ", ".join(f"{n} {name}" for name, n in sorted(inv.unattributed_alerts.items()))
-            print(f"alerts naming no known endpoint: {inventory.printable(counts, 200)}")
+            print(f"alerts naming no known endpoint: {inventory.printable(counts, 200)}", file=say)
     for err in loaded.errors:
         print(f"lwm2m-monitor: warning: {err}", file=sys.stderr)
     return EXIT_DAMAGED if loaded.errors else EXIT_OK

@@ -310,3 +310,27 @@ def test_no_secret_in_inventory_outputs(tmp_path, capsys):
     screen = capsys.readouterr()
     for text in (csv.read_text(), nd.read_text(), screen.out, screen.err):
         assert secret not in text.lower() and bytes.fromhex(secret).hex(":") not in text.lower()
+
+
+def test_the_table_to_standard_output(tmp_path):
+    """`-o -`: the CSV (or, with --format, Parquet) on stdout, byte for byte the file `-o x.csv`
+    writes; the readable table goes to stderr so a pipe gets the table only."""
+    csv_file = tmp_path / "inv.csv"
+    assert cli_main(["inventory", OPERATIONS, "-q", "-o", str(csv_file)]) == 0
+    run = [sys.executable, "-m", "monitor.cli", "inventory", OPERATIONS, "-o", "-"]
+    out = subprocess.run(run, cwd=ROOT, capture_output=True, check=True)
+    assert out.stdout == csv_file.read_bytes()
+    assert b"leshan-client-01" in out.stderr and b"endpoint" in out.stderr
+    parquet = subprocess.run(run + ["--format", "parquet", "-q"], cwd=ROOT, capture_output=True, check=True)
+    assert parquet.stderr == b""
+    parquet_file = tmp_path / "inv.parquet"
+    assert cli_main(["inventory", OPERATIONS, "-q", "-o", str(parquet_file)]) == 0
+    import io
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(parquet.stdout)), pd.read_parquet(parquet_file))
+
+
+def test_format_overrides_the_extension(tmp_path):
+    odd = tmp_path / "inventory.table"
+    assert cli_main(["inventory", OPERATIONS, "-q", "-o", str(odd)]) == 2
+    assert cli_main(["inventory", OPERATIONS, "-q", "-o", str(odd), "--format", "csv"]) == 0
+    assert odd.read_text().startswith("endpoint,first_seen,")

@@ -88,9 +88,10 @@ def build_parser(only_analyze: bool = False) -> argparse.ArgumentParser:
                    help="format of --out (parquet/csv through pandas)")
     add_es_options(a)
     a.add_argument("-q", "--quiet", action="store_true", help="no summary (on stdout; on stderr with --out -)")
-    a.add_argument("--endpoints", type=non_negative, default=25, metavar="N",
+    from .summary import DEFAULT_ENDPOINTS
+    a.add_argument("--endpoints", type=non_negative, default=DEFAULT_ENDPOINTS, metavar="N",
                    help="endpoint rows in the summary: beyond N, the N with the most errors then operations "
-                        "(default 25; 0: every endpoint)")
+                        f"(default {DEFAULT_ENDPOINTS}; 0: every endpoint)")
     a.add_argument("--workers", type=worker_count, default=1, metavar="N",
                    help="analyse on N processes, sharded by client IP address (see monitor/sharding.py); "
                         "'auto': one per CPU this process may run on")

@@ -33,7 +33,8 @@ def endpoint_table(endpoint_stats: dict, max_endpoints: int = DEFAULT_ENDPOINTS)
     if 0 < max_endpoints < len(names):
         shown = heapq.nsmallest(max_endpoints, names, key=lambda ep: (
             -endpoint_stats[ep].get("_errors", 0), -_operations(endpoint_stats[ep]), ep))
-        left_out = sorted(set(names) - set(shown))
+        kept = set(shown)
+        left_out = [ep for ep in names if ep not in kept]
         names = shown
     rows = []
     for ep in names:

@@ -1,11 +1,11 @@
 # The two commands of the README: `make demo` and `make test`. Both set up a fresh Debian machine.
-PY ?= python3
+PY ?= .venv/bin/python
 DEMO ?= pcaps/leshan-nosec-operations.pcap
 
 .PHONY: demo test setup bench
 demo:
 	bash scripts/setup.sh
-	lwm2m-monitor analyze $(DEMO) --out out/demo.events.ndjson
+	.venv/bin/lwm2m-monitor analyze $(DEMO) --out out/demo.events.ndjson
 
 test:
 	bash scripts/setup.sh --tests

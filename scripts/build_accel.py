@@ -71,7 +71,8 @@ PROFILING = {**DIRECTIVES, "profile": True}
 
 def directives_id(directives: dict) -> str:
     native = sorted(f"{p}.{m}" for p, ms in NATIVE.items() for m in ms)
-    return hashlib.sha256(repr((sorted(directives.items()), native, MYPY_FLAGS)).encode()).hexdigest()[:12]
+    # the interpreter too: a build made by another Python 3.11 (pyenv's, Debian's) is stale here
+    return hashlib.sha256(repr((sorted(directives.items()), native, MYPY_FLAGS, sys.version)).encode()).hexdigest()[:12]
 
 
 def native_members() -> list[str]:

@@ -24,7 +24,7 @@ if ! $PY -c "" >/dev/null 2>&1; then
   rm -rf .venv
   "$BASE" -m venv .venv
 fi
-$PY -m pip install -q --disable-pip-version-check -e ".[test,live,accel]"
+$PY -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test,live,accel]"
 # the per-packet modules compiled with mypyc and Cython (pure Python without them); rebuilt only
 # when stale, or when built by another interpreter
 mkdir -p build

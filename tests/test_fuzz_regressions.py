@@ -241,8 +241,8 @@ def test_certificate_with_an_undecodable_issuer_is_a_parse_error_not_a_crash():
 
 def test_certificate_whose_issuer_has_an_unknown_string_tag_is_a_parse_error_not_a_crash():
     """The same certificate with the issuer CN's UTF8String tag (0x0c) changed to 0x2e, a tag no
-    ASN.1 string type has: `cryptography` raises KeyError (not ValueError) on reading the issuer
-    (found on the corpus snakeoil capture, fuzz seed 11)."""
+    ASN.1 string type has: `cryptography` 48 raises KeyError (not ValueError) on reading the
+    issuer, 51 a ValueError at parsing (found on the corpus snakeoil capture, fuzz seed 11)."""
     from monitor.capture import CaptureStats, read_files
     from monitor.keys import load
 
@@ -254,7 +254,8 @@ def test_certificate_whose_issuer_has_an_unknown_string_tag_is_a_parse_error_not
     _, docs = run(dgrams, load(os.path.join(PCAPS, "dtls-mbedtls-ecdhe-ecdsa-aes128-ccm8.keys.yaml")))
     (hs,) = [d for d in docs if d["event"]["dataset"] == "dtls.handshake"]
     x509 = hs["tls"]["server"]["x509"]
-    assert x509["parse_error"].startswith("KeyError") and len(x509["hash"]["sha256"]) == 64
+    assert x509["parse_error"].split(":")[0] in ("KeyError", "ValueError"), x509
+    assert len(x509["hash"]["sha256"]) == 64
 
 
 def test_certificate_with_a_negative_serial_number_gives_its_facts_without_a_warning():

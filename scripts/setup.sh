@@ -17,10 +17,13 @@ fi
 # refuses `pip install` into the system interpreter (PEP 668, "externally-managed-environment"),
 # and its python3.11 is built with PGO and LTO, libpython inside the executable: about 15 % less
 # CPU for a DTLS analysis than a plain `./configure` build of 3.11 (README, bench/README).
-# PYTHON=... picks another base interpreter; a .venv that no longer runs is made again.
+# PYTHON=... picks another base interpreter; a .venv made from another one, or that no longer
+# runs, is made again.
 BASE=${PYTHON:-/usr/bin/python3}
 PY=.venv/bin/python
-if ! $PY -c "" >/dev/null 2>&1; then
+want=$(readlink -f "$(command -v "$BASE")")
+have=$($PY -c "import os, sys; print(os.path.realpath(sys._base_executable))" 2>/dev/null || true)
+if [ "$have" != "$want" ]; then
   rm -rf .venv
   "$BASE" -m venv .venv
 fi

@@ -195,3 +195,11 @@ def test_a_c_fast_path_edited_after_the_build_is_not_used(tmp_path):
     c.write_text("/* edited */\n")
     out, err = run()
     assert out == ["False"] and "pkg.{_udpscan}" in err
+
+
+def test_the_build_made_here_is_up_to_date_and_another_interpreters_is_not(monkeypatch):
+    """`build_accel.py --if-stale` rebuilds a build made by another Python 3.11 (pyenv's
+    `./configure` build against Debian's PGO one: same ABI tag, other headers and flags)."""
+    assert build_accel.up_to_date(), "run `python scripts/build_accel.py` (make test does)"
+    monkeypatch.setattr(build_accel.sys, "version", sys.version + " (another build)")
+    assert not build_accel.up_to_date()

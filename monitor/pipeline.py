@@ -113,6 +113,7 @@ class Pipeline:
         self._coap_ports = self.config.coap_ports
         self._coaps_ports = self.config.coaps_ports
         self._value_cache: dict[tuple, _DecodedValues] = {}
+        self._value_cache_generation = 0          # the SecretScreen generation its values were screened in
         self._model = self.config.objects
         if self._model is None:
             from .objects import ObjectModel
@@ -401,8 +402,10 @@ class Pipeline:
         if op.action is None:
             self.stats.coap_exchanges += 1
             doc = events.coap_request_document(ex, client, server, carrier.security, layer_fields)
-            if req.uri_query and self._screen.active():
-                self._screen_query(doc, None)
+            if self._screen.active():
+                if req.uri_query:
+                    self._screen_query(doc, None)
+                self._screen_path(doc, ex, None)
             out.append(doc)
             return
         action = op.action
@@ -435,8 +438,10 @@ class Pipeline:
         sec = "_security:" + facts.security
         counts[sec] = counts.get(sec, 0) + 1
         doc = events.operation_document(facts)
-        if req.uri_query and self._screen.active():
-            self._screen_query(doc, facts)
+        if self._screen.active():
+            if req.uri_query:
+                self._screen_query(doc, facts)
+            self._screen_path(doc, ex, facts)
         out.append(doc)
 
     def _screen_query(self, doc: dict, facts: events.OperationFacts | None) -> None:
@@ -466,6 +471,56 @@ class Pipeline:
         cred = lw.setdefault("credentials", {}).setdefault("paths", [])
         cred.extend(f"{path}?{name}" for name in hits)
 
+    def _screen_path(self, doc: dict, ex: Exchange, facts: events.OperationFacts | None) -> None:
+        """Uri-Path and Location-Path segments that hold a key the run knows (a vendor's
+        `/prov/<psk>`, a registration location) are shown as the key's digest wherever the
+        document repeats the path, and count as credentials sent in clear."""
+        resp = ex.response
+        shown: dict[str, str] = {}
+        for segments in (ex.request.uri_path, resp.location_path if resp is not None else ()):
+            for seg in segments:
+                if seg not in shown:
+                    shown[seg] = self._screen_text(seg)
+        if all(seg is text for seg, text in shown.items()):
+            return
+
+        def clean(path: str) -> str:
+            return "/".join(shown.get(s, s) for s in path.split("/"))
+
+        coap_ns = doc["coap"]
+        flagged: list[str] = []
+        if "uri_path" in coap_ns and coap_ns["uri_path"] != clean(coap_ns["uri_path"]):
+            coap_ns["uri_path"] = clean(coap_ns["uri_path"])
+            flagged.append(coap_ns["uri_path"])
+        lw = doc.get("lwm2m")
+        if facts is None or lw is None:
+            return
+        if "path" in lw:
+            lw["path"] = clean(lw["path"])
+        reg = lw.get("registration")
+        if reg and "location" in reg and reg["location"] != clean(reg["location"]):
+            lw["registration"] = {**reg, "location": clean(reg["location"])}
+            flagged.append(lw["registration"]["location"])
+        cred = lw.setdefault("credentials", {}).setdefault("paths", [])
+        cred.extend(p for p in dict.fromkeys(flagged) if p not in cred)
+
+    def _screen_text(self, text: str) -> str:
+        """`text` itself, or `redacted sha256_8=...` when it holds a key the run knows (the
+        caller has checked `self._screen.active()`)."""
+        raw = text.encode("utf-8", "surrogateescape")
+        if self._screen.hits(raw, text):
+            return "redacted sha256_8=" + self._redact(raw)["sha256_8"]
+        return text
+
+    def _query_params(self, req: coap.Message) -> dict[str, str]:
+        """`query_params`, a value that holds a known key shown as its digest: the endpoint name
+        and registration facts are copies of these values (`_screen_query` sees to the query)."""
+        q = query_params(req)
+        if q and self._screen.active():
+            for name, value in q.items():
+                q[name] = self._screen_text(value)
+        return q
+
     def _registration(self, f: events.OperationFacts, reg: Registration | None, bootstrap_flow: bool) -> None:
         ex, req = f.exchange, f.exchange.request
         resp = ex.response
@@ -473,13 +528,13 @@ class Pipeline:
         ok = resp is not None and resp.code >> 5 == 2
         action = f.action
         if action == "bootstrap-request":
-            q = query_params(req)
+            q = self._query_params(req)
             f.endpoint = q.get("ep")
             if f.endpoint:
                 self.registry.note_bootstrap(f.endpoint, f.client, f.server)
             return
         if action == "register":
-            q = query_params(req)
+            q = self._query_params(req)
             f.endpoint = q.get("ep")
             info = self._registration_fields(req, q)
             location = "/" + "/".join(resp.location_path) if resp is not None and ok and resp.location_path else None
@@ -505,7 +560,7 @@ class Pipeline:
             if found is not None:
                 f.endpoint = found.endpoint
                 if action == "update":
-                    q = query_params(req)
+                    q = self._query_params(req)
                     info = self._registration_fields(req, q)
                     f.registration = {"location": location, **info}
                     if ok:
@@ -624,8 +679,10 @@ class Pipeline:
         """Decode a payload into event values; small repeated payloads (telemetry) are cached."""
         key = (body, cf, path)
         screen = self._screen
-        if screen.stale():                   # a key learnt since: cached values were not screened for it
-            self._value_cache.clear()
+        screen.stale()
+        if screen.generation != self._value_cache_generation:   # a key learnt since: cached values
+            self._value_cache.clear()                            # were not screened for it
+            self._value_cache_generation = screen.generation
         cached = self._value_cache.get(key)
         if cached is not None:
             return cached

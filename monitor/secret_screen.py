@@ -31,9 +31,13 @@ class SecretScreen:
         self._raw: dict[int, frozenset[bytes]] = {}       # length -> secrets searched inside values
         self._text: dict[int, frozenset[str]] = {}        # length -> hex / HEX / base64 forms
         self.empty = True
+        self.shortest = 0                                 # bytes of the shortest secret
+        self.generation = 0                               # +1 at every rebuild: for callers' caches
 
     def stale(self) -> bool:
-        """True when the key store changed since the screen was built (then rebuilt)."""
+        """True when the key store changed since the screen was built (then rebuilt). Only the
+        first caller after a change sees True: a cache of screened results compares
+        `generation` instead."""
         k = self.keys
         signature = (id(k), len(k.psks), len(k.oscore), len(k.keylog))
         if signature == self._signature:
@@ -68,9 +72,15 @@ class SecretScreen:
         self._raw = {n: frozenset(v) for n, v in raw.items()}
         self._text = {n: frozenset(v) for n, v in text.items()}
         self.empty = not secrets
+        self.shortest = min(map(len, secrets), default=0)
+        self.generation += 1
 
     def hits(self, data: bytes | None, text: str | None = None) -> bool:
         if self.empty:
+            return False
+        # shorter than every secret: no match as a whole or inside, and its text (at most as
+        # many characters as it has bytes) is shorter than any hex or base64 form
+        if data is not None and len(data) < self.shortest and (text is None or len(text) <= len(data)):
             return False
         if data is not None and (data in self._whole or _contains(data, self._raw)):
             return True

@@ -567,12 +567,30 @@ class Mutator:
         rng = self.rng
         secret = rng.choice(self.secrets)
         head, msg, _ = _coap_split(d[i].payload)
-        if rng.random() < 0.15:              # the key in a Uri-Query option (a vendor's ?psk=...)
+        r = rng.random()
+        if r < 0.3:
             form = rng.choice([secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode()])
-            opts = list(msg.options) + [(coap.URI_QUERY, rng.choice(["psk=", "key=", ""]).encode() + form.encode())]
             body = (b"\xff" + msg.payload) if msg.payload else b""
+            if r < 0.15:                     # the key in a Uri-Query option (a vendor's ?psk=...)
+                opts = list(msg.options) + [(coap.URI_QUERY, rng.choice(["psk=", "key=", ""]).encode() + form.encode())]
+                what = "query"
+            elif r < 0.2:                    # ... as the endpoint name
+                opts = [o for o in msg.options if not (o[0] == coap.URI_QUERY and o[1].startswith(b"ep="))]
+                opts.append((coap.URI_QUERY, b"ep=" + form.encode()))
+                what = "ep"
+            else:                            # ... as a Uri-Path segment, or a Location-Path one of a reply
+                j = self.pick(d, lambda x: (s := _coap_split(x.payload)) is not None and not s[1].is_request)
+                if r < 0.25 or j is None:
+                    opts = list(msg.options) + [(coap.URI_PATH, form.encode())]
+                    what = "path"
+                else:
+                    i = j
+                    head, msg, _ = _coap_split(d[i].payload)
+                    body = (b"\xff" + msg.payload) if msg.payload else b""
+                    opts = list(msg.options) + [(coap.LOCATION_PATH, form.encode())]
+                    what = "location"
             self.set_payload(d, i, head + coap.serialize_options(sorted(opts, key=lambda o: o[0])) + body)
-            return f"secret-query[{i}]"
+            return f"secret-{what}[{i}]"
         anywhere = rng.random() < 0.3
         path, cf, body, enc = secret_payload(rng, secret, anywhere)
         # POST on a resource path is an Execute, not a write: POST only on an instance

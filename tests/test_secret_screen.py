@@ -267,3 +267,75 @@ def test_a_package_uri_that_carries_a_known_key_is_not_copied_out():
     shown = next(d for d in _run(changed, KeyStore()) if d["event"]["action"] == "write"
                  and d["lwm2m"]["path"] == "/5/0/1")
     assert shown["lwm2m"]["firmware"] == {"package_uri": uri.decode()}
+
+
+OPERATIONS = ROOT / "pcaps/leshan-nosec-operations.pcap"
+
+
+def _analyze(tmp_path, secret: bytes | None) -> tuple[str, bytes, list[dict]]:
+    """`lwm2m-monitor analyze` of the Leshan operations capture, with `secret` as a known PSK:
+    (summary on stdout, NDJSON, documents)."""
+    import subprocess
+    import sys
+    argv = [sys.executable, "-m", "monitor.cli", "analyze", str(OPERATIONS), "--out", str(tmp_path / "o.ndjson")]
+    if secret is not None:
+        keys = tmp_path / "keys.yaml"
+        keys.write_text(f'psk:\n  - identity: "someone"\n    key: "{secret.hex()}"\n')
+        argv += ["--keys", str(keys)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    out = (tmp_path / "o.ndjson").read_bytes()
+    return done.stdout, out, [orjson.loads(line) for line in out.splitlines()]
+
+
+def _redacted(text: str) -> str:
+    return "redacted sha256_8=" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def test_an_endpoint_name_that_is_a_known_key_is_redacted_everywhere(tmp_path):
+    """`ep=` carrying a key (a device provisioned with its secret as its name): the query was
+    already redacted, but lwm2m.endpoint, the alerts' messages and the summary printed it."""
+    name = "leshan-client-01"
+    summary, out, docs = _analyze(tmp_path, name.encode())
+    assert name.encode() not in out and name not in summary
+    ops = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    assert {d["lwm2m"].get("endpoint") for d in ops} == {_redacted(name)}    # one name, as before
+    register = next(d for d in ops if d["event"]["action"] == "register")
+    assert register["lwm2m"]["credentials"]["paths"] == ["/rd?ep"]
+    assert any(d["event"]["dataset"] == "lwm2m.alert" and d["rule"]["name"] == "cleartext-credentials"
+               and d["event"]["start"] == register["@timestamp"] for d in docs)
+    assert _redacted(name) in summary
+    # without the key, the same run names the endpoint
+    summary, out, docs = _analyze(tmp_path, None)
+    assert name in summary and {d["lwm2m"].get("endpoint") for d in docs
+                                if d["event"]["dataset"] == "lwm2m.operation"} == {name}
+
+
+def test_a_known_key_in_a_uri_path_or_location_path_is_redacted(tmp_path):
+    """The registration's Location-Path (`/rd/KzFXQ7WJhl`, the server's choice) holding a
+    known key: shown redacted in the register's location and in every update's Uri-Path, and
+    flagged as credentials in clear; the updates still find their registration."""
+    location = "KzFXQ7WJhl"
+    _, out, docs = _analyze(tmp_path, location.encode())
+    assert location.encode() not in out
+    shown = "/rd/" + _redacted(location)
+    ops = [d for d in docs if d["event"]["dataset"] == "lwm2m.operation"]
+    register = next(d for d in ops if d["event"]["action"] == "register")
+    assert register["lwm2m"]["registration"]["location"] == shown
+    updates = [d for d in ops if d["event"]["action"] in ("update", "deregister")]
+    assert len(updates) == 4
+    for d in [register, *updates]:
+        assert d["lwm2m"]["credentials"]["paths"] == [shown], d["event"]["action"]
+        assert d["lwm2m"]["endpoint"] == "leshan-client-01"
+    for d in updates:
+        assert d["coap"]["uri_path"] == shown and d["lwm2m"]["registration"]["location"] == shown
+    # without the key: as sent, nothing flagged
+    _, _, docs = _analyze(tmp_path, None)
+    update = next(d for d in docs if d["event"]["action"] == "update")
+    assert update["coap"]["uri_path"] == "/rd/" + location and "credentials" not in update["lwm2m"]
+
+
+def test_the_screen_rejects_values_shorter_than_every_secret_without_searching():
+    screen = SecretScreen(_store(b"0123456789abcdef", b"\x01\x02\x03"))
+    assert screen.active() and screen.shortest == 3
+    assert screen.hits(b"\x01\x02\x03") and not screen.hits(b"\x01\x02")
+    assert screen.hits(b"xx0123456789abcdefxx") and screen.hits(b"x" * 40, "30313233343536373839616263646566")

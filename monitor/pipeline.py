@@ -405,7 +405,7 @@ class Pipeline:
             if self._screen.active():
                 if req.uri_query:
                     self._screen_query(doc, None)
-                self._screen_path(doc, ex, None)
+                self._screen_path(doc, req, None)
             out.append(doc)
             return
         action = op.action
@@ -441,7 +441,7 @@ class Pipeline:
         if self._screen.active():
             if req.uri_query:
                 self._screen_query(doc, facts)
-            self._screen_path(doc, ex, facts)
+            self._screen_path(doc, req, facts)
         out.append(doc)
 
     def _screen_query(self, doc: dict, facts: events.OperationFacts | None) -> None:
@@ -471,38 +471,50 @@ class Pipeline:
         cred = lw.setdefault("credentials", {}).setdefault("paths", [])
         cred.extend(f"{path}?{name}" for name in hits)
 
-    def _screen_path(self, doc: dict, ex: Exchange, facts: events.OperationFacts | None) -> None:
-        """Uri-Path and Location-Path segments that hold a key the run knows (a vendor's
-        `/prov/<psk>`, a registration location) are shown as the key's digest wherever the
-        document repeats the path, and count as credentials sent in clear."""
-        resp = ex.response
+    def _screen_path(self, doc: dict, req: coap.Message, facts: events.OperationFacts | None) -> None:
+        """Uri-Path segments, and those of a registration's location (the register reply's
+        Location-Path), that hold a key the run knows (a vendor's `/prov/<psk>`) are shown as
+        the key's digest wherever the document has the path, and count as credentials sent in
+        clear. The caller has checked `self._screen.active()`."""
+        lw = doc.get("lwm2m") if facts is not None else None
+        reg = lw.get("registration") if lw is not None else None
+        location = reg.get("location") if reg else None
         shown: dict[str, str] = {}
-        for segments in (ex.request.uri_path, resp.location_path if resp is not None else ()):
-            for seg in segments:
-                if seg not in shown:
-                    shown[seg] = self._screen_text(seg)
-        if all(seg is text for seg, text in shown.items()):
+        self._screen_segments(req.uri_path, shown)
+        if location:
+            self._screen_segments(location.split("/"), shown)
+        if not shown:
             return
 
         def clean(path: str) -> str:
             return "/".join(shown.get(s, s) for s in path.split("/"))
 
-        coap_ns = doc["coap"]
         flagged: list[str] = []
-        if "uri_path" in coap_ns and coap_ns["uri_path"] != clean(coap_ns["uri_path"]):
-            coap_ns["uri_path"] = clean(coap_ns["uri_path"])
+        coap_ns = doc["coap"]
+        path = coap_ns.get("uri_path")
+        if path is not None and clean(path) != path:
+            coap_ns["uri_path"] = clean(path)
             flagged.append(coap_ns["uri_path"])
-        lw = doc.get("lwm2m")
-        if facts is None or lw is None:
+        if lw is None:
             return
         if "path" in lw:
             lw["path"] = clean(lw["path"])
-        reg = lw.get("registration")
-        if reg and "location" in reg and reg["location"] != clean(reg["location"]):
-            lw["registration"] = {**reg, "location": clean(reg["location"])}
+        if reg and location and clean(location) != location:
+            lw["registration"] = {**reg, "location": clean(location)}
             flagged.append(lw["registration"]["location"])
         cred = lw.setdefault("credentials", {}).setdefault("paths", [])
         cred.extend(p for p in dict.fromkeys(flagged) if p not in cred)
+
+    def _screen_segments(self, segments: tuple[str, ...] | list[str], shown: dict[str, str]) -> None:
+        """Adds the segments that hold a known key to `shown`, with their redacted form. Most
+        segments (`3`, `0`, `rd`) are shorter than any secret: those are not searched."""
+        limit = self._screen.shortest
+        for seg in segments:
+            # a non-ASCII character is up to 4 bytes
+            if (len(seg) >= limit or (len(seg) * 4 >= limit and not seg.isascii())) and seg not in shown:
+                text = self._screen_text(seg)
+                if text != seg:
+                    shown[seg] = text
 
     def _screen_text(self, text: str) -> str:
         """`text` itself, or `redacted sha256_8=...` when it holds a key the run knows (the

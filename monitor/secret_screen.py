@@ -26,7 +26,8 @@ class SecretScreen:
 
     def __init__(self, keys: KeyStore) -> None:
         self.keys = keys
-        self._signature: tuple = ()
+        self._seen: KeyStore | None = None                # the store, and its sizes, at the last build
+        self._sizes = (0, 0, 0)
         self._whole: frozenset[bytes] = frozenset()       # every secret, matched as a whole value
         self._raw: dict[int, frozenset[bytes]] = {}       # length -> secrets searched inside values
         self._text: dict[int, frozenset[str]] = {}        # length -> hex / HEX / base64 forms
@@ -39,10 +40,11 @@ class SecretScreen:
         first caller after a change sees True: a cache of screened results compares
         `generation` instead."""
         k = self.keys
-        signature = (id(k), len(k.psks), len(k.oscore), len(k.keylog))
-        if signature == self._signature:
+        sizes = self._sizes              # (asked once per operation: no tuple built to compare)
+        if k is self._seen and len(k.psks) == sizes[0] and len(k.oscore) == sizes[1] and len(k.keylog) == sizes[2]:
             return False
-        self._signature = signature
+        self._seen = k
+        self._sizes = (len(k.psks), len(k.oscore), len(k.keylog))
         self._build()
         return True
 

@@ -53,7 +53,8 @@ NATIVE = {
     "parsers": ["pcapfile", "netlayers", "coap", "dtls", "tls_suites"],
     "monitor": ["datagram", "capture", "ip_reassembly", "analyze", "sharding", "ecs", "exchanges",
                 "operations", "pipeline", "lwm2m_events", "registrations", "rule_engine", "rule_facts",
-                "alerts", "sinks", "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events"],
+                "alerts", "sinks", "dtls_tracker", "dtls_session", "dtls_crypto", "dtls_events",
+                "secret_screen"],
 }
 NATIVE_GROUP = "monitor._native"
 # Hand-written C fast paths, each beside the Python code it mirrors and stamped with its `.c`
